@@ -6,7 +6,17 @@ from typing import Any
 
 # kind -> "module:attribute" of the driver class; imported lazily so that the package imports on a
 # machine without pyscard, pcscd or a sound card.
-DRIVERS: dict[str, str] = {}
+DRIVERS: dict[str, str] = {
+    "sam": "device_drivers.sam:SamReaderService",
+    "escpos": "device_drivers.escpos_printer:EscPosPrinterService",
+    "pcsc": "device_drivers.pcsc:PcscReaderService",
+    "voice": "device_drivers.voice:Announcer",
+    "hallbus": "device_drivers.hallbus_master:HallBusMaster",
+    "led": "device_drivers.led_board:WindowLedBoard",
+    "led_composite": "device_drivers.led_board:CompositeLedBoard",
+    "caller": "device_drivers.caller_pad:CallerPad",
+    "evalpad": "device_drivers.eval_pad:EvalPad",
+}
 
 
 def register(kind: str, target: str) -> None:

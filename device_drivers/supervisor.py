@@ -35,7 +35,7 @@ class DeviceSupervisor(Generic[T]):
         self._connect = connect
         self._serve = serve
         self._close = close
-        self._wait = wait_exponential_jitter(initial=initial_backoff, max=max_backoff, jitter=jitter)
+        self._wait = wait_exponential_jitter(multiplier=initial_backoff, max=max_backoff, jitter=jitter)
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self.attempts = 0  # connection attempts so far, for health pages and tests

@@ -1,0 +1,135 @@
+"""The Flask application: REST API, live events and the web pages later issues add."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Callable
+
+from flask import Response, jsonify, request
+from flask_openapi3 import Info, OpenAPI
+from flask_socketio import SocketIO
+from pydantic import ValidationError
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+
+from .api import api
+from .auth import Auth
+from .config import HallConfig
+from .db import Database
+from .errors import HallError
+from .live import Publisher, register_socket_handlers
+from .service import QueueService, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def load_secret(path: str) -> bytes:
+    """The key of the personal-data hashes. Every process of a deployment must share it:
+    set HALL_SECRET or point every process at the same file."""
+    env = os.environ.get("HALL_SECRET")
+    if env:
+        return env.encode()
+    p = Path(path)
+    if p.exists():
+        return p.read_bytes().strip()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    log.warning("created a new secret key at %s; keep it, personal-data hashes depend on it", p)
+    return key
+
+
+def _validation_error(e: ValidationError) -> Response:
+    fields = [{"field": ".".join(str(x) for x in err["loc"]), "message": err["msg"]} for err in e.errors()]
+    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+    resp = jsonify({"error": {"code": "invalid_request", "message": f"请求参数有误 ({summary})", "fields": fields}})
+    resp.status_code = 422
+    return resp
+
+
+def create_app(
+    config: HallConfig,
+    *,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    secret: bytes | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+    async_mode: str = "threading",
+) -> tuple[OpenAPI, SocketIO]:
+    app = OpenAPI(
+        __name__,
+        info=Info(title="政务服务大厅排队叫号 API", version="1"),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        doc_prefix="/api/v1", doc_url="/openapi.json", doc_ui=True,
+        validation_error_status=422, validation_error_callback=_validation_error,
+        validate_response=True,
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    db = Database(database_url or config.server.database_url)
+    secret = secret or load_secret(config.server.secret_file)
+    socketio = SocketIO(
+        app, async_mode=async_mode, message_queue=redis_url if redis_url is not None else config.server.redis_url,
+        cors_allowed_origins="*", json=json, logger=False, engineio_logger=False,
+    )
+    service = QueueService(config, db, secret, clock=clock)
+    authn = Auth(config, db, clock=clock)
+    service.publish = Publisher(socketio, service)
+    app.extensions["hall"] = {"service": service, "auth": authn, "db": db, "config": config, "socketio": socketio}
+    register_socket_handlers(socketio, service, authn)
+
+    @app.before_request
+    def _reject_bad_json() -> Any:
+        if request.method in ("POST", "PUT", "PATCH") and request.content_length and request.is_json:
+            try:
+                json.loads(request.get_data(cache=True) or b"null")
+            except (ValueError, UnicodeDecodeError) as exc:
+                return jsonify({"error": {"code": "malformed_json",
+                                          "message": f"请求体不是合法的 JSON (malformed JSON: {exc})"}}), 400
+        return None
+
+    @app.errorhandler(HallError)
+    def _hall_error(exc: HallError) -> Any:
+        return jsonify(exc.to_json()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        messages = {404: "没有这个地址 (no such URL)", 405: "不支持该请求方法 (method not allowed)",
+                    413: "请求体过大 (request too large)"}
+        code = exc.code or 500
+        return jsonify({"error": {"code": exc.name.lower().replace(" ", "_"),
+                                  "message": messages.get(code, exc.description or exc.name)}}), code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return jsonify({"error": {"code": "internal_error", "message": "服务器内部错误，请联系管理员 (internal error)"}}), 500
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        try:
+            with db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return jsonify({"status": "ok", "database": db.engine.dialect.name})
+        except Exception as exc:  # report, do not crash
+            return jsonify({"status": "error", "database": str(exc)[:200]}), 503
+
+    app.register_api(api)
+    return app, socketio
+
+
+def prepare_database(app: OpenAPI) -> str | None:
+    """Create or upgrade the schema, the window/queue state rows and the users; returns the admin's
+    one-time password on first run."""
+    from .migrations import upgrade
+
+    ext = app.extensions["hall"]
+    upgrade(ext["db"].url)
+    ext["service"].sync_state()
+    return ext["auth"].sync_users()

@@ -1,0 +1,206 @@
+"""Who may do what. Users (clerk / manager / admin) sign in with a password hashed by Argon2id;
+devices carry a per-device token scoped to what that kind of device does. Only SHA-256 digests of
+tokens are stored: a token is 256 random bits, so a slow KDF adds nothing there."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+
+from . import models as m
+from .config import HallConfig
+from .db import Database
+from .errors import Forbidden, NotFound, Unauthorized
+
+log = logging.getLogger(__name__)
+_hasher = PasswordHasher()
+
+READ = "hall:read"
+ISSUE = "tickets:issue"
+OPERATE = "window:operate"
+REACTIVATE = "tickets:reactivate"
+CANCEL = "tickets:cancel"
+MANAGE = "hall:manage"
+EVALUATE = "evaluations:submit"
+DEVICE_REPORT = "devices:report"
+ADMIN = "admin"
+
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    "clerk": frozenset({READ, ISSUE, OPERATE, REACTIVATE}),
+    "manager": frozenset({READ, ISSUE, OPERATE, REACTIVATE, CANCEL, MANAGE}),
+    "admin": frozenset({READ, ISSUE, OPERATE, REACTIVATE, CANCEL, MANAGE, ADMIN}),
+}
+DEVICE_SCOPES: dict[str, frozenset[str]] = {
+    "kiosk": frozenset({READ, ISSUE, DEVICE_REPORT}),
+    "caller": frozenset({READ, OPERATE}),
+    "evalpad": frozenset({EVALUATE}),
+    "screen": frozenset({READ}),
+    "gateway": frozenset({READ, OPERATE, DEVICE_REPORT}),
+    "led": frozenset(),
+    "printer": frozenset(),
+    "reader": frozenset(),
+}
+SCOPE_LABELS = {
+    READ: "查看大厅", ISSUE: "取号", OPERATE: "窗口操作", REACTIVATE: "过号重排", CANCEL: "取消票号",
+    MANAGE: "大厅管理", EVALUATE: "提交评价", DEVICE_REPORT: "上报设备状态", ADMIN: "系统管理",
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # "user" or "device"
+    name: str  # username or device id
+    role: str  # clerk / manager / admin, or the device kind
+    scopes: frozenset[str]
+    halls: tuple[str, ...] | None  # None: every hall
+    window: str | None = None  # a device bound to one window
+    must_change_password: bool = False
+
+    def can(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def require(self, scope: str, hall: str | None = None, window: str | None = None) -> None:
+        if self.must_change_password:
+            raise Forbidden("请先修改初始密码 (change the one-time password first)", code="password_change_required")
+        if scope not in self.scopes:
+            raise Forbidden(f"无权{SCOPE_LABELS.get(scope, scope)} ({self.kind} {self.name!r} lacks {scope})")
+        if hall is not None and self.halls is not None and hall not in self.halls:
+            raise Forbidden(f"无权访问大厅 {hall!r} ({self.name!r} is not assigned to this hall)")
+        if window is not None and self.window is not None and window != self.window:
+            raise Forbidden(f"该设备只属于{self.window}号窗口 (device bound to window {self.window})")
+
+    @property
+    def clerk(self) -> str | None:
+        """The username a window action must match: clerks act only at their own window."""
+        return self.name if self.kind == "user" and self.role == "clerk" else None
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+class Auth:
+    def __init__(self, config: HallConfig, db: Database, clock=None) -> None:  # type: ignore[no-untyped-def]
+        self.config = config
+        self.db = db
+        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+
+    # ---- users -------------------------------------------------------------------------------
+    def sync_users(self) -> str | None:
+        """Create configured users (without a password) and, on first run, an admin with a one-time
+        password, which is returned so the caller can print it once."""
+        with self.db.write() as s:
+            for u in self.config.users:
+                row = s.get(m.User, u.username)
+                if row is None:
+                    s.add(m.User(username=u.username, name=u.name, staff_no=u.staff_no, role=u.role,
+                                 halls=u.halls, password_hash=None, must_change_password=True))
+                else:
+                    row.name, row.staff_no, row.role, row.halls = u.name, u.staff_no, u.role, u.halls
+            has_admin = s.scalar(select(m.User).where(m.User.role == "admin", m.User.password_hash.is_not(None)))
+            if has_admin is None:
+                password = new_password()
+                admin = s.get(m.User, "admin")
+                if admin is None:
+                    admin = m.User(username="admin", name="系统管理员", role="admin", halls="*")
+                    s.add(admin)
+                admin.password_hash, admin.must_change_password = hash_password(password), True
+                return password
+        return None
+
+    def set_password(self, username: str, password: str | None = None, *, one_time: bool = True) -> str:
+        password = password or new_password()
+        if len(password) < 8:
+            raise ValueError("密码至少8位 (password must have at least 8 characters)")
+        with self.db.write() as s:
+            u = s.get(m.User, username)
+            if u is None:
+                raise NotFound(f"没有用户 {username!r} (unknown user)", code="unknown_user")
+            u.password_hash, u.must_change_password = hash_password(password), one_time
+            s.execute(update(m.AuthToken).where(m.AuthToken.username == username).values(revoked=True))
+        return password
+
+    def login(self, username: str, password: str) -> tuple[str, m.User]:
+        with self.db.write() as s:
+            u = s.get(m.User, username)
+            ok = False
+            if u is not None and u.active and u.password_hash:
+                try:
+                    ok = _hasher.verify(u.password_hash, password)
+                except (VerificationError, InvalidHashError):
+                    ok = False
+                if ok and _hasher.check_needs_rehash(u.password_hash):
+                    u.password_hash = hash_password(password)
+            if not ok or u is None:
+                log.info("failed sign-in for %r", username)
+                raise Unauthorized("用户名或密码错误 (wrong username or password)", code="bad_credentials")
+            token = secrets.token_urlsafe(32)
+            now = self.clock()
+            s.add(m.AuthToken(token_hash=_digest(token), username=username, created_at=now,
+                              expires_at=now + dt.timedelta(hours=self.config.server.token_hours)))
+            s.expunge(u)
+            return token, u
+
+    def change_password(self, principal: Principal, old: str, new: str) -> None:
+        if principal.kind != "user":
+            raise Forbidden("设备没有密码 (devices have no password)")
+        if len(new) < 8:
+            raise Unauthorized("新密码至少8位 (new password must have at least 8 characters)", code="weak_password")
+        self.login(principal.name, old)
+        self.set_password(principal.name, new, one_time=False)
+
+    def logout(self, token: str) -> None:
+        with self.db.write() as s:
+            s.execute(update(m.AuthToken).where(m.AuthToken.token_hash == _digest(token)).values(revoked=True))
+
+    # ---- devices -----------------------------------------------------------------------------
+    def device_token(self, hall_id: str, device_id: str) -> str:
+        """Issue a new token for a configured device; its earlier tokens are revoked."""
+        hall = self.config.hall(hall_id)
+        device = hall.device(device_id)
+        if not DEVICE_SCOPES[device.kind]:
+            raise ValueError(f"device kind {device.kind!r} does not talk to the server; it needs no token")
+        token = secrets.token_urlsafe(32)
+        with self.db.write() as s:
+            s.execute(update(m.AuthToken).where(m.AuthToken.hall_id == hall_id, m.AuthToken.device_id == device_id)
+                      .values(revoked=True))
+            s.add(m.AuthToken(token_hash=_digest(token), hall_id=hall_id, device_id=device_id, created_at=self.clock()))
+        return token
+
+    # ---- checking ----------------------------------------------------------------------------
+    def principal(self, token: str | None) -> Principal:
+        if not token:
+            raise Unauthorized("请先登录 (missing bearer token)", code="unauthenticated")
+        with self.db.read() as s:
+            row = s.get(m.AuthToken, _digest(token))
+            now = self.clock()
+            if row is None or row.revoked or (row.expires_at is not None and row.expires_at < now):
+                raise Unauthorized("登录已失效，请重新登录 (invalid or expired token)", code="bad_token")
+            if row.device_id is not None:
+                assert row.hall_id is not None
+                try:
+                    device = self.config.hall(row.hall_id).device(row.device_id)
+                except KeyError:
+                    raise Unauthorized("设备已不在配置中 (device no longer configured)", code="bad_token") from None
+                return Principal("device", device.id, device.kind, DEVICE_SCOPES[device.kind], (row.hall_id,),
+                                 window=device.window)
+            u = s.get(m.User, row.username)
+            if u is None or not u.active:
+                raise Unauthorized("账号已停用 (account disabled)", code="bad_token")
+            halls = None if u.halls == "*" else tuple(u.halls)
+            return Principal("user", u.username, u.role, ROLE_SCOPES[u.role], halls,
+                             must_change_password=u.must_change_password)

@@ -1,0 +1,161 @@
+"""The ``hall`` command: serve, db upgrade, check-config, user and device tokens, demo."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .config import ConfigError, HallConfig, load_config
+
+log = logging.getLogger("hall")
+
+
+def _config(args: argparse.Namespace) -> HallConfig:
+    path = args.config or os.environ.get("HALL_CONFIG") or "hall.toml"
+    cfg = load_config(path)
+    overrides = {}
+    if os.environ.get("HALL_DATABASE_URL"):
+        overrides["database_url"] = os.environ["HALL_DATABASE_URL"]
+    if os.environ.get("HALL_REDIS_URL"):
+        overrides["redis_url"] = os.environ["HALL_REDIS_URL"]
+    if overrides:
+        cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update=overrides)})
+    return cfg
+
+
+def _app(cfg: HallConfig):  # type: ignore[no-untyped-def]
+    from .app import create_app
+
+    return create_app(cfg)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    for h in cfg.halls:
+        print(f"{h.id}: {h.name} — {len(h.queues)} 个队列, {len(h.windows)} 个窗口, {len(h.matters)} 个事项, "
+              f"{len(h.bundles)} 个一件事, {len(h.devices)} 台设备")
+    print("配置有效 (configuration is valid)")
+    return 0
+
+
+def _prepare(app) -> None:  # type: ignore[no-untyped-def]
+    from .app import prepare_database
+
+    password = prepare_database(app)
+    if password:
+        print("=" * 60)
+        print("首次运行：已创建管理员账号 admin，一次性密码（仅显示这一次，登录后须修改）:")
+        print(f"    用户名 admin    密码 {password}")
+        print("=" * 60, flush=True)
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    app, _ = _app(cfg)
+    _prepare(app)
+    from .migrations import current
+
+    print(f"数据库已是最新版本 {current(app.extensions['hall']['db'].url)} (database at head)")
+    return 0
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    app, _ = _app(cfg)
+    _prepare(app)
+    password = app.extensions["hall"]["auth"].set_password(args.username, args.password, one_time=not args.password)
+    print(f"{args.username} 的{'一次性' if not args.password else ''}密码: {password}")
+    return 0
+
+
+def cmd_device_token(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    app, _ = _app(cfg)
+    _prepare(app)
+    print(app.extensions["hall"]["auth"].device_token(args.hall, args.device))
+    return 0
+
+
+def start_day_keeper(app, interval: float = 30.0) -> threading.Thread:  # type: ignore[no-untyped-def]
+    """Closes or carries over the day at local midnight even when nobody is issuing."""
+    service = app.extensions["hall"]["service"]
+
+    def loop() -> None:
+        while True:
+            for hall in service.config.halls:
+                try:
+                    service.rollover(hall.id)
+                except Exception:
+                    log.exception("day rollover failed for %s", hall.id)
+            time.sleep(interval)
+
+    t = threading.Thread(target=loop, name="day-keeper", daemon=True)
+    t.start()
+    return t
+
+
+def serve(cfg: HallConfig, host: str | None = None, port: int | None = None) -> None:
+    app, socketio = _app(cfg)
+    _prepare(app)
+    start_day_keeper(app)
+    host = host or cfg.server.host
+    port = port or cfg.server.port
+    log.info("hall server on http://%s:%d (database %s, message queue %s)", host, port,
+             app.extensions["hall"]["db"].engine.dialect.name, cfg.server.redis_url or "none")
+    socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, log_output=False, use_reloader=False)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    serve(_config(args), args.host, args.port)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hall", description="政务服务大厅排队叫号系统")
+    parser.add_argument("-c", "--config", help="hall config file (TOML or YAML); default $HALL_CONFIG or hall.toml")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("check-config", help="validate the config file").set_defaults(fn=cmd_check)
+    db = sub.add_parser("db", help="create or upgrade the database schema")
+    db.add_argument("action", choices=["init", "upgrade"])
+    db.set_defaults(fn=cmd_db)
+    s = sub.add_parser("serve", help="run the hall server")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.set_defaults(fn=cmd_serve)
+    u = sub.add_parser("user", help="set a user's password (one-time unless given)")
+    u.add_argument("username")
+    u.add_argument("--password")
+    u.set_defaults(fn=cmd_user)
+    d = sub.add_parser("device-token", help="issue a token for a configured device")
+    d.add_argument("hall")
+    d.add_argument("device")
+    d.set_defaults(fn=cmd_device_token)
+    demo = sub.add_parser("demo", help="start a complete simulated hall on SQLite")
+    demo.add_argument("--port", type=int, default=5000)
+    demo.add_argument("--dir", default="var/demo")
+    demo.set_defaults(fn=cmd_demo)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.fn(args)
+    except ConfigError as exc:
+        print(f"配置错误 (configuration error): {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Live events over Socket.IO.
+
+Rooms: ``hall:<id>`` (public: numbers only), ``hall:<id>:window:<no>`` (a window's console, pad
+and board), ``hall:<id>:role:manager``. A client connects with ``auth = {"hall": id, "window": no,
+"token": bearer}`` (token optional for the public room) and is sent a ``snapshot`` before any other
+event, on every connect and reconnect.
+
+Events are published by one dispatcher thread per process, in the order their transactions
+committed in this process, so call events reach clients in order; ``queues`` payloads are coalesced
+to at most one per hall every ``QUEUES_INTERVAL`` seconds. With a Redis message queue configured,
+every process's clients receive every process's events.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from flask import request
+from flask_socketio import SocketIO, join_room
+
+from .auth import MANAGE, OPERATE, READ, Auth
+from .errors import HallError
+from .events import Outbox
+from .service import QueueService
+
+log = logging.getLogger(__name__)
+QUEUES_INTERVAL = 0.5
+
+
+class Publisher:
+    def __init__(self, socketio: SocketIO, service: QueueService) -> None:
+        self.socketio = socketio
+        self.service = service
+        self._q: queue.Queue[Outbox | None] = queue.Queue()
+        self._dirty: set[str] = set()
+        self._last_queues: dict[str, float] = {}
+        self._thread = threading.Thread(target=self._loop, name="live-publisher", daemon=True)
+        self._thread.start()
+
+    def __call__(self, outbox: Outbox) -> None:
+        if outbox.items or outbox.touched_halls:
+            self._q.put(outbox)
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                item = self._q.get(timeout=QUEUES_INTERVAL / 2)
+            except queue.Empty:
+                item = None
+            if item is not None:
+                for name, _hall, payload, rooms in item.items:
+                    data = payload.model_dump(mode="json")
+                    try:
+                        self.socketio.emit(name, data, to=[*rooms, f"hall:{_hall}:role:manager"])
+                    except Exception:  # a broken message queue must not stop the dispatcher
+                        log.exception("could not publish %s", name)
+                self._dirty |= item.touched_halls
+                if not self._q.empty():
+                    continue
+            self._flush_queues()
+
+    def _flush_queues(self) -> None:
+        now = time.monotonic()
+        for hall in list(self._dirty):
+            if now - self._last_queues.get(hall, 0.0) < QUEUES_INTERVAL:
+                continue
+            self._dirty.discard(hall)
+            self._last_queues[hall] = now
+            try:
+                payload = self.service.queues_payload(hall)
+                self.socketio.emit("queues", payload.model_dump(mode="json"), to=f"hall:{hall}")
+            except Exception:
+                log.exception("could not publish queue snapshot of %s", hall)
+
+
+def register_socket_handlers(socketio: SocketIO, service: QueueService, auth: Auth) -> None:
+    @socketio.on("connect")
+    def on_connect(data: dict[str, Any] | None = None) -> bool | None:
+        data = data or {}
+        hall = str(data.get("hall") or request.args.get("hall") or "")
+        try:
+            service.hall(hall)
+        except HallError:
+            log.info("socket refused: unknown hall %r", hall)
+            return False
+        rooms = [f"hall:{hall}"]
+        token = data.get("token")
+        window = data.get("window")
+        if token:
+            try:
+                p = auth.principal(str(token))
+                p.require(READ, hall)
+                if window is not None:
+                    p.require(OPERATE, hall, str(window))
+                    rooms.append(f"hall:{hall}:window:{window}")
+                if p.can(MANAGE):
+                    rooms.append(f"hall:{hall}:role:manager")
+            except HallError as exc:
+                log.info("socket refused: %s", exc.message)
+                return False
+        elif window is not None:
+            return False  # a window's room is for its clerk, pad and board only
+        for room in rooms:
+            join_room(room)
+        socketio.emit("snapshot", service.snapshot(hall).model_dump(mode="json"), to=request.sid)
+        return None

@@ -1,0 +1,185 @@
+"""Database tables. Halls, queues and windows live in the config file; the database holds what
+happens: tickets, their events, window state, counters, users and tokens."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrement needs INTEGER
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Stores aware UTC datetimes; SQLite forgets the zone, so it is put back on the way out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use aware UTC datetimes")
+        return value.astimezone(dt.timezone.utc)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        UniqueConstraint("hall_id", "queue_id", "service_day", "number", name="uq_ticket_number"),
+        UniqueConstraint("hall_id", "request_id", name="uq_ticket_request"),
+        Index("ix_ticket_waiting", "hall_id", "queue_id", "status", "place"),
+        Index("ix_ticket_person", "hall_id", "person_hash", "service_day"),
+        Index("ix_ticket_day", "hall_id", "service_day"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    hall_id: Mapped[str] = mapped_column(String(64))
+    queue_id: Mapped[str] = mapped_column(String(64))
+    origin_queue_id: Mapped[str] = mapped_column(String(64))  # the queue whose number it carries
+    service_day: Mapped[dt.date] = mapped_column(Date)
+    number: Mapped[int] = mapped_column(Integer)
+    display: Mapped[str] = mapped_column(String(16))  # "A001"
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    channel: Mapped[str] = mapped_column(String(16))
+    priority_class: Mapped[str | None] = mapped_column(String(32))
+    priority: Mapped[bool] = mapped_column(Boolean, default=False)
+    matter_id: Mapped[str | None] = mapped_column(String(64))
+    bundle_id: Mapped[str | None] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(32), default="受理")
+    place: Mapped[float] = mapped_column(Float)  # position in the queue, epoch seconds
+    eligible_at: Mapped[float] = mapped_column(Float, default=0.0)
+    target_window: Mapped[str | None] = mapped_column(String(16))
+    window: Mapped[str | None] = mapped_column(String(16))  # window serving or last served
+    clerk: Mapped[str | None] = mapped_column(String(32))
+    recalls: Mapped[int] = mapped_column(Integer, default=0)
+    person_hash: Mapped[str | None] = mapped_column(String(64))
+    person_masked: Mapped[str | None] = mapped_column(String(32))
+    request_id: Mapped[str] = mapped_column(String(80))
+    public_token: Mapped[str] = mapped_column(String(48), unique=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    issued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    called_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    case_no: Mapped[str | None] = mapped_column(String(64))
+
+
+class TicketEvent(Base):
+    """Append-only history: every report is recomputable from these rows."""
+
+    __tablename__ = "ticket_events"
+    __table_args__ = (Index("ix_event_hall_at", "hall_id", "at"), Index("ix_event_ticket", "ticket_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    hall_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    queue_id: Mapped[str] = mapped_column(String(64))
+    window: Mapped[str | None] = mapped_column(String(16))
+    actor: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Counter(Base):
+    """Last number issued per queue per service day. Incremented in the issuing transaction, so a
+    rolled-back issue leaves no gap."""
+
+    __tablename__ = "counters"
+
+    hall_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    queue_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class QueueState(Base):
+    __tablename__ = "queue_state"
+
+    hall_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    queue_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    priority_streak: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WindowState(Base):
+    __tablename__ = "window_state"
+
+    hall_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    number: Mapped[str] = mapped_column(String(16), primary_key=True)
+    clerk: Mapped[str | None] = mapped_column(String(32))
+    signed_in_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    pause_reason: Mapped[str | None] = mapped_column(String(64))
+    paused_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    ticket_id: Mapped[int | None] = mapped_column(BigId)
+    queues_override: Mapped[list[str] | None] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class WindowLog(Base):
+    """Sign-in, sign-out, pause and resume, for utilisation and pause-time reports."""
+
+    __tablename__ = "window_log"
+    __table_args__ = (Index("ix_window_log", "hall_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    hall_id: Mapped[str] = mapped_column(String(64))
+    number: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    clerk: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class HallState(Base):
+    __tablename__ = "hall_state"
+
+    hall_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_day: Mapped[dt.date] = mapped_column(Date)  # the last day rolled over to
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    username: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    staff_no: Mapped[str] = mapped_column(String(32), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    halls: Mapped[list[str] | str] = mapped_column(JSON, default="*")
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class AuthToken(Base):
+    """Bearer tokens of users (expiring) and devices (until revoked). Only a SHA-256 is stored."""
+
+    __tablename__ = "auth_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str | None] = mapped_column(ForeignKey("users.username"))
+    hall_id: Mapped[str | None] = mapped_column(String(64))
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,0 +1,33 @@
+"""The estimated wait printed on a ticket and shown on pages.
+
+estimate = people ahead x mean handling time / windows serving the queue
+
+- *people ahead*: waiting tickets of the same queue that the routing rule would call first (earlier
+  place; priority tickets count as ahead of a normal ticket).
+- *mean handling time*: the mean of the queue's recent handling times (call to finish, so walking
+  time is included), or the queue's configured default when there are too few today.
+- *windows serving*: open, unpaused windows that list the queue; a window serving k queues counts
+  as 1/k of a window for each, since its time is shared.
+With no window open the estimate falls back to one window, so a citizen is never told "0 minutes".
+"""
+from __future__ import annotations
+
+import statistics
+
+
+def mean_handling(recent_seconds: list[float], default_seconds: float, min_samples: int = 3) -> float:
+    if len(recent_seconds) < min_samples:
+        return default_seconds
+    return statistics.fmean(recent_seconds)
+
+
+def window_share(queue_counts_of_open_windows: list[int]) -> float:
+    """Windows serving a queue, each weighted by 1 / number of queues it serves."""
+    return sum(1.0 / k for k in queue_counts_of_open_windows if k > 0)
+
+
+def estimate_wait(people_ahead: int, handling_seconds: float, windows: float) -> float:
+    """Seconds until a ticket with ``people_ahead`` in front of it is called."""
+    if people_ahead <= 0:
+        return 0.0
+    return people_ahead * handling_seconds / (windows if windows > 0 else 1.0)

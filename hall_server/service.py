@@ -1,0 +1,890 @@
+"""The queue engine: every change to tickets and windows goes through :class:`QueueService`.
+
+Each public method runs in one database transaction and publishes its events only after the commit.
+Concurrency rules (the same code on SQLite and PostgreSQL):
+
+- Numbers: the per-queue-per-day counter row is incremented with an upsert in the issuing
+  transaction; the row lock (PostgreSQL) or the database write lock (SQLite, ``BEGIN IMMEDIATE``)
+  serialises issuers of one queue, a unique constraint backs it, and a rollback leaves no gap.
+- Calls: the window's state row is locked first (one action per window at a time); a ticket is
+  claimed with a conditional ``UPDATE ... WHERE status = 'waiting'`` on a row selected ``FOR UPDATE
+  SKIP LOCKED``, so two windows never get the same ticket and never wait for each other.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from . import models as m
+from .config import Hall, HallConfig
+from .db import Database
+from .errors import BadRequest, Conflict, NotFound
+from .events import (
+    Outbox, QueuesPayload, QueueView, SnapshotPayload, TicketEventPayload, TicketEventType, TicketView,
+    WindowPayload,
+)
+from .rules import estimate, identity, numbering, routing
+from .rules.states import (
+    STATUS_LABELS, WINDOW_LABELS, Action, IllegalTransition, TicketStatus, next_status, window_status,
+)
+
+log = logging.getLogger(__name__)
+
+Channel = Literal["kiosk", "guide", "appointment", "online"]
+OUTCOMES = {"instant": "即办", "promised": "承诺", "returned": "退回"}
+CANDIDATES_PER_CLASS = 4
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class IssuedTicket:
+    ticket: TicketView
+    hall: str
+    people_ahead: int
+    estimated_wait_seconds: float
+    public_token: str
+    person_masked: str | None
+    service_day: dt.date
+    replayed: bool  # true when the request id had already issued this ticket
+
+
+class QueueService:
+    def __init__(
+        self,
+        config: HallConfig,
+        db: Database,
+        secret: bytes,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+        publish: Callable[[Outbox], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.secret = secret
+        self.clock = clock
+        self.publish = publish or (lambda outbox: None)
+        self._rolled: dict[str, dt.date] = {}
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def hall(self, hall_id: str) -> Hall:
+        try:
+            return self.config.hall(hall_id)
+        except KeyError:
+            raise NotFound(f"未知的大厅 {hall_id!r} (unknown hall)", code="unknown_hall") from None
+
+    def _window_cfg(self, hall: Hall, number: str):  # type: ignore[no-untyped-def]
+        try:
+            return hall.window(number)
+        except KeyError:
+            raise NotFound(f"未知的窗口 {number!r} (unknown window)", code="unknown_window") from None
+
+    def _queue_cfg(self, hall: Hall, queue_id: str):  # type: ignore[no-untyped-def]
+        try:
+            return hall.queue(queue_id)
+        except KeyError:
+            known = ", ".join(q.id for q in hall.queues)
+            raise NotFound(f"未知的队列 {queue_id!r} (unknown queue; known: {known})", code="unknown_queue") from None
+
+    def _upsert(self, s: Session):  # type: ignore[no-untyped-def]
+        return postgresql.insert if self.db.is_postgres else sqlite.insert
+
+    def _view(self, hall: Hall, t: m.Ticket) -> TicketView:
+        return TicketView(
+            id=t.id, number=t.display, queue=t.queue_id, queue_name=hall.queue(t.queue_id).name,
+            status=t.status, status_label=STATUS_LABELS[TicketStatus(t.status)], stage=t.stage,
+            priority=t.priority, priority_class=t.priority_class, window=t.window, recalls=t.recalls,
+            issued_at=t.issued_at, called_at=t.called_at, started_at=t.started_at, finished_at=t.finished_at,
+        )
+
+    def _event(
+        self, s: Session, out: Outbox, hall: Hall, t: m.Ticket, kind: TicketEventType, now: dt.datetime,
+        actor: str | None, **data: object,
+    ) -> None:
+        ev = m.TicketEvent(ticket_id=t.id, hall_id=hall.id, kind=kind, at=now, queue_id=t.queue_id,
+                           window=t.window, actor=actor, data=data)
+        s.add(ev)
+        s.flush()
+        rooms = [f"hall:{hall.id}"]
+        if t.window:
+            rooms.append(f"hall:{hall.id}:window:{t.window}")
+        if t.target_window and t.target_window != t.window:
+            rooms.append(f"hall:{hall.id}:window:{t.target_window}")
+        payload = TicketEventPayload(type=kind, hall=hall.id, seq=ev.id, at=now, window=t.window,
+                                     ticket=self._view(hall, t))
+        out.add("ticket", hall.id, payload, rooms)
+
+    def _run(self, fn: Callable[[Session, Outbox], object]) -> object:
+        out = Outbox()
+        with self.db.write() as s:
+            result = fn(s, out)
+        self.publish(out)  # after the commit, never before
+        return result
+
+    # ---- service day -------------------------------------------------------------------------
+    def _ensure_day(self, s: Session, out: Outbox, hall: Hall, now: dt.datetime) -> dt.date:
+        day = numbering.service_day(now, hall.tz)
+        if self._rolled.get(hall.id) == day:
+            return day
+        changed = s.execute(
+            update(m.HallState).where(m.HallState.hall_id == hall.id, m.HallState.service_day < day)
+            .values(service_day=day)
+        ).rowcount
+        if changed:
+            self._close_old_day(s, out, hall, day, now)
+        elif s.get(m.HallState, hall.id) is None:
+            s.add(m.HallState(hall_id=hall.id, service_day=day))
+            s.flush()
+        self._rolled[hall.id] = day
+        return day
+
+    def _close_old_day(self, s: Session, out: Outbox, hall: Hall, day: dt.date, now: dt.datetime) -> None:
+        if hall.midnight != "close":
+            log.info("%s: new service day %s; waiting tickets carried over", hall.id, day)
+            return
+        stale = s.scalars(
+            select(m.Ticket).where(m.Ticket.hall_id == hall.id, m.Ticket.status == TicketStatus.WAITING.value,
+                                   m.Ticket.service_day < day).with_for_update()
+        ).all()
+        for t in stale:
+            t.status = TicketStatus.EXPIRED.value
+            t.closed_at = now
+            self._event(s, out, hall, t, "expired", now, "system", reason="service day ended")
+        log.info("%s: new service day %s; %d waiting tickets closed", hall.id, day, len(stale))
+
+    def rollover(self, hall_id: str) -> None:
+        """Called periodically so midnight closes the day even when the hall is quiet."""
+        hall = self.hall(hall_id)
+        self._run(lambda s, out: self._ensure_day(s, out, hall, self.clock()))
+
+    # ---- set-up ------------------------------------------------------------------------------
+    def sync_state(self) -> None:
+        """Create the rows that hold each configured window's and queue's state."""
+        with self.db.write() as s:
+            for hall in self.config.halls:
+                have_w = set(s.scalars(select(m.WindowState.number).where(m.WindowState.hall_id == hall.id)))
+                for w in hall.windows:
+                    if w.number not in have_w:
+                        s.add(m.WindowState(hall_id=hall.id, number=w.number))
+                have_q = set(s.scalars(select(m.QueueState.queue_id).where(m.QueueState.hall_id == hall.id)))
+                for q in hall.queues:
+                    if q.id not in have_q:
+                        s.add(m.QueueState(hall_id=hall.id, queue_id=q.id))
+                if s.get(m.HallState, hall.id) is None:
+                    s.add(m.HallState(hall_id=hall.id,
+                                      service_day=numbering.service_day(self.clock(), hall.tz)))
+
+    # ---- issuing -----------------------------------------------------------------------------
+    def issue(
+        self,
+        hall_id: str,
+        *,
+        request_id: str,
+        channel: Channel,
+        queue: str | None = None,
+        matter: str | None = None,
+        bundle: str | None = None,
+        id_number: str | None = None,
+        priority_class: str | None = None,
+        appointment_at: dt.datetime | None = None,
+        note: str | None = None,
+        actor: str | None = None,
+    ) -> IssuedTicket:
+        hall = self.hall(hall_id)
+        if sum(x is not None for x in (queue, matter, bundle)) != 1:
+            raise BadRequest("请指定一个队列、事项或一件事 (give exactly one of queue, matter, bundle)")
+        needs_identity = False
+        if matter is not None:
+            try:
+                mcfg = hall.matter(matter)
+            except KeyError:
+                raise NotFound(f"未知的事项 {matter!r} (unknown matter)", code="unknown_matter") from None
+            queue, needs_identity = mcfg.queue, mcfg.needs_identity
+        elif bundle is not None:
+            try:
+                queue = hall.bundle(bundle).queue
+            except KeyError:
+                raise NotFound(f"未知的一件事 {bundle!r} (unknown bundle)", code="unknown_bundle") from None
+        assert queue is not None
+        qcfg = self._queue_cfg(hall, queue)
+        now = self.clock()
+        day = numbering.service_day(now, hall.tz)
+
+        person_hash = person_masked = None
+        if id_number:
+            try:
+                person_hash = identity.person_hash(id_number, self.secret)
+                person_masked = identity.mask_id(id_number)
+            except identity.InvalidIdNumber as exc:
+                raise BadRequest(str(exc), code="invalid_id_number") from None
+        elif needs_identity:
+            raise Conflict("该事项需要刷身份证取号 (this matter needs an ID card)", code="identity_required")
+
+        prio = False
+        if priority_class is not None:
+            try:
+                prio = hall.priority_class(priority_class).priority
+            except KeyError:
+                known = ", ".join(p.id for p in hall.priority_classes)
+                raise BadRequest(f"未知的优先类别 {priority_class!r} (known: {known})",
+                                 code="unknown_priority_class") from None
+        elif id_number and identity.age_on(id_number, day) >= hall.elderly_age:
+            if any(p.id == "elderly" for p in hall.priority_classes):
+                priority_class, prio = "elderly", True
+
+        place = now.timestamp()
+        eligible_at = 0.0
+        if channel == "appointment":
+            if appointment_at is None:
+                raise BadRequest("预约取号需要预约时段 (appointment_at is required)")
+            slot = appointment_at.timestamp()
+            early = hall.appointments.early_minutes * 60
+            late = hall.appointments.late_minutes * 60
+            if place < slot - early:
+                raise Conflict(f"预约时段未到，请于{appointment_at.astimezone(hall.tz):%H:%M}前{hall.appointments.early_minutes}分钟内签到"
+                               " (too early to check in)", code="appointment_too_early")
+            if place > slot + late:
+                if hall.appointments.late_policy == "refuse":
+                    raise Conflict("已超过预约签到时间，请重新取号 (appointment missed)", code="appointment_missed")
+            else:
+                priority_class = priority_class or "appointment"
+                prio = True
+                place = slot
+                eligible_at = slot
+        elif hall.enforce_hours and qcfg.hours:
+            periods = [(p.start, p.end) for p in qcfg.hours]
+            if not numbering.within_hours(now, hall.tz, periods):
+                hours = "、".join(f"{p.start:%H:%M}-{p.end:%H:%M}" for p in qcfg.hours)
+                raise Conflict(f"{qcfg.name}不在取号时间，取号时间为{hours}", code="outside_hours")
+
+        def work(s: Session, out: Outbox) -> tuple[m.Ticket, int, float, bool]:
+            self._ensure_day(s, out, hall, now)
+            existing = s.scalar(select(m.Ticket).where(m.Ticket.hall_id == hall.id, m.Ticket.request_id == request_id))
+            if existing is not None:
+                ahead, wait = self._estimate_for(s, hall, existing, now)
+                return existing, ahead, wait, True
+            ins = self._upsert(s)(m.Counter).values(hall_id=hall.id, queue_id=qcfg.id, service_day=day, last_number=1)
+            ins = ins.on_conflict_do_update(
+                index_elements=["hall_id", "queue_id", "service_day"],
+                set_={"last_number": m.Counter.__table__.c.last_number + 1},
+            ).returning(m.Counter.__table__.c.last_number)
+            number = s.execute(ins).scalar_one()
+            if qcfg.daily_cap is not None and number > qcfg.daily_cap:
+                raise Conflict(f"{qcfg.name}今日号源已取完（每日{qcfg.daily_cap}个），请改日再来",
+                               code="daily_cap_reached")
+            if person_hash is not None:
+                self._check_person_limits(s, hall, qcfg.id, person_hash, day)
+            t = m.Ticket(
+                hall_id=hall.id, queue_id=qcfg.id, origin_queue_id=qcfg.id, service_day=day, number=number,
+                display=numbering.format_number(qcfg.prefix, number), status=TicketStatus.WAITING.value,
+                channel=channel, priority_class=priority_class, priority=prio, matter_id=matter,
+                bundle_id=bundle, stage=qcfg.stage, place=place, eligible_at=eligible_at, recalls=0,
+                person_hash=person_hash, person_masked=person_masked, request_id=request_id,
+                public_token=secrets.token_urlsafe(18), note=note, issued_at=now,
+            )
+            s.add(t)
+            s.flush()
+            self._event(s, out, hall, t, "issued", now, actor, channel=channel)
+            ahead, wait = self._estimate_for(s, hall, t, now)
+            return t, ahead, wait, False
+
+        try:
+            t, ahead, wait, replayed = self._run(work)  # type: ignore[misc]
+        except IntegrityError:
+            # the same request id raced with itself: the other attempt committed, answer with its ticket
+            with self.db.read() as s:
+                t = s.scalar(select(m.Ticket).where(m.Ticket.hall_id == hall.id, m.Ticket.request_id == request_id))
+                if t is None:
+                    raise
+                ahead, wait = self._estimate_for(s, hall, t, now)
+                replayed = True
+        return IssuedTicket(
+            ticket=self._view(hall, t), hall=hall.id, people_ahead=ahead, estimated_wait_seconds=wait,
+            public_token=t.public_token, person_masked=t.person_masked, service_day=t.service_day,
+            replayed=replayed,
+        )
+
+    def _check_person_limits(self, s: Session, hall: Hall, queue_id: str, person_hash: str, day: dt.date) -> None:
+        rows = s.execute(
+            select(m.Ticket.origin_queue_id, func.count()).where(
+                m.Ticket.hall_id == hall.id, m.Ticket.person_hash == person_hash, m.Ticket.service_day == day,
+                m.Ticket.status != TicketStatus.CANCELLED.value,
+            ).group_by(m.Ticket.origin_queue_id)
+        ).all()
+        per_queue = dict(rows)
+        lim = hall.person_limits
+        if lim.per_queue_per_day is not None and per_queue.get(queue_id, 0) >= lim.per_queue_per_day:
+            raise Conflict(
+                f"您今天在“{hall.queue(queue_id).name}”已取号{per_queue[queue_id]}次，已达每日上限{lim.per_queue_per_day}次；"
+                "如有需要请到导服台咨询", code="person_limit_queue")
+        total = sum(per_queue.values())
+        if lim.per_hall_per_day is not None and total >= lim.per_hall_per_day:
+            raise Conflict(f"您今天在本大厅已取号{total}次，已达每日上限{lim.per_hall_per_day}次；如有需要请到导服台咨询",
+                           code="person_limit_hall")
+
+    # ---- estimates ---------------------------------------------------------------------------
+    def _handling_seconds(self, s: Session, hall: Hall, queue_id: str, day: dt.date) -> float:
+        rows = s.execute(
+            select(m.Ticket.called_at, m.Ticket.finished_at).where(
+                m.Ticket.hall_id == hall.id, m.Ticket.queue_id == queue_id, m.Ticket.service_day == day,
+                m.Ticket.status == TicketStatus.FINISHED.value,
+            ).order_by(m.Ticket.finished_at.desc()).limit(20)
+        ).all()
+        samples = [(f - c).total_seconds() for c, f in rows if c and f]
+        return estimate.mean_handling(samples, hall.queue(queue_id).default_handle_minutes * 60)
+
+    def _window_shares(self, s: Session, hall: Hall) -> dict[str, float]:
+        open_ws = s.scalars(
+            select(m.WindowState).where(m.WindowState.hall_id == hall.id, m.WindowState.clerk.is_not(None),
+                                        m.WindowState.paused.is_(False))
+        ).all()
+        counts: dict[str, list[int]] = {}
+        for ws in open_ws:
+            qs = self._served_queues(hall, ws)
+            for q in qs:
+                counts.setdefault(q, []).append(len(qs))
+        return {q: estimate.window_share(c) for q, c in counts.items()}
+
+    def _served_queues(self, hall: Hall, ws: m.WindowState) -> list[str]:
+        return list(ws.queues_override) if ws.queues_override else hall.window_queues(ws.number)
+
+    def _estimate_for(self, s: Session, hall: Hall, t: m.Ticket, now: dt.datetime) -> tuple[int, float]:
+        if t.status != TicketStatus.WAITING.value:
+            return 0, 0.0
+        ahead_cond = or_(m.Ticket.place < t.place, and_(m.Ticket.place == t.place, m.Ticket.id < t.id))
+        if not t.priority:
+            ahead_cond = or_(ahead_cond, m.Ticket.priority.is_(True))
+        else:
+            ahead_cond = and_(ahead_cond, m.Ticket.priority.is_(True))
+        ahead = s.scalar(
+            select(func.count()).where(
+                m.Ticket.hall_id == hall.id, m.Ticket.queue_id == t.queue_id,
+                m.Ticket.status == TicketStatus.WAITING.value, m.Ticket.id != t.id, ahead_cond,
+            )
+        ) or 0
+        handling = self._handling_seconds(s, hall, t.queue_id, t.service_day)
+        windows = self._window_shares(s, hall).get(t.queue_id, 0.0)
+        return ahead, estimate.estimate_wait(ahead, handling, windows)
+
+    # ---- windows -----------------------------------------------------------------------------
+    def _lock_window(self, s: Session, hall: Hall, number: str) -> m.WindowState:
+        self._window_cfg(hall, number)
+        ws = s.get(m.WindowState, (hall.id, number), with_for_update=True)
+        if ws is None:
+            ws = m.WindowState(hall_id=hall.id, number=number)
+            s.add(ws)
+            s.flush()
+        return ws
+
+    def _current(self, s: Session, ws: m.WindowState, *, required: bool = True) -> m.Ticket | None:
+        t = s.get(m.Ticket, ws.ticket_id, with_for_update=True) if ws.ticket_id else None
+        if t is not None and t.status not in (TicketStatus.CALLED.value, TicketStatus.SERVING.value):
+            t = None
+        if t is None and required:
+            raise Conflict(f"{ws.number}号窗口当前没有正在呼叫或办理的号 (no current ticket)", code="no_current_ticket")
+        return t
+
+    def _require_open(self, ws: m.WindowState, clerk: str | None) -> None:
+        if ws.clerk is None:
+            raise Conflict(f"{ws.number}号窗口未登录，请先签到 (window is not signed in)", code="window_closed")
+        if clerk is not None and ws.clerk != clerk:
+            raise Conflict(f"{ws.number}号窗口由{ws.clerk}登录，不能代为操作 (signed in by another clerk)",
+                           code="window_other_clerk")
+
+    def _window_event(self, s: Session, out: Outbox, hall: Hall, ws: m.WindowState) -> None:
+        out.add("window", hall.id, self._window_view(s, hall, ws),
+                [f"hall:{hall.id}", f"hall:{hall.id}:window:{ws.number}"])
+
+    def _window_view(self, s: Session, hall: Hall, ws: m.WindowState) -> WindowPayload:
+        cfg = hall.window(ws.number)
+        t = s.get(m.Ticket, ws.ticket_id) if ws.ticket_id else None
+        tstatus = TicketStatus(t.status) if t is not None else None
+        if tstatus not in (TicketStatus.CALLED, TicketStatus.SERVING):
+            t, tstatus = None, None
+        status = window_status(ws.clerk is not None, ws.paused, tstatus)
+        clerk_name = None
+        if ws.clerk:
+            u = s.get(m.User, ws.clerk)
+            clerk_name = u.name if u else ws.clerk
+        since = ws.paused_at if ws.paused else (t.called_at if t is not None else ws.signed_in_at)
+        return WindowPayload(
+            hall=hall.id, number=ws.number, name=cfg.name or f"{ws.number}号窗口", status=status.value,
+            status_label=WINDOW_LABELS[status], clerk=ws.clerk, clerk_name=clerk_name,
+            pause_reason=ws.pause_reason if ws.paused else None,
+            ticket=self._view(hall, t) if t is not None else None,
+            queues=self._served_queues(hall, ws), since=since,
+        )
+
+    def _log_window(self, s: Session, hall: Hall, ws: m.WindowState, kind: str, now: dt.datetime,
+                    reason: str | None = None) -> None:
+        s.add(m.WindowLog(hall_id=hall.id, number=ws.number, kind=kind, at=now, clerk=ws.clerk, reason=reason))
+
+    def sign_in(self, hall_id: str, window: str, clerk: str) -> WindowPayload:
+        hall = self.hall(hall_id)
+
+        def work(s: Session, out: Outbox) -> WindowPayload:
+            now = self.clock()
+            ws = self._lock_window(s, hall, window)
+            if ws.clerk is not None and ws.clerk != clerk:
+                raise Conflict(f"{window}号窗口已由{ws.clerk}登录 (window already signed in)", code="window_taken")
+            other = s.scalar(select(m.WindowState).where(m.WindowState.hall_id == hall.id, m.WindowState.clerk == clerk,
+                                                         m.WindowState.number != window))
+            if other is not None:
+                raise Conflict(f"您已在{other.number}号窗口登录，请先签退 (already signed in elsewhere)",
+                               code="clerk_elsewhere")
+            if ws.clerk is None:
+                ws.clerk, ws.signed_in_at, ws.paused, ws.pause_reason = clerk, now, False, None
+                ws.updated_at = now
+                self._log_window(s, hall, ws, "sign_in", now)
+            s.flush()
+            self._window_event(s, out, hall, ws)
+            return self._window_view(s, hall, ws)
+
+        return self._run(work)  # type: ignore[return-value]
+
+    def sign_out(self, hall_id: str, window: str, clerk: str | None = None) -> WindowPayload:
+        hall = self.hall(hall_id)
+
+        def work(s: Session, out: Outbox) -> WindowPayload:
+            now = self.clock()
+            ws = self._lock_window(s, hall, window)
+            self._require_open(ws, clerk)
+            if self._current(s, ws, required=False) is not None:
+                raise Conflict("请先办结或处理当前号再签退 (finish the current ticket first)", code="ticket_in_progress")
+            self._log_window(s, hall, ws, "sign_out", now)
+            ws.clerk, ws.signed_in_at, ws.paused, ws.pause_reason, ws.paused_at = None, None, False, None, None
+            ws.ticket_id, ws.updated_at = None, now
+            s.flush()
+            self._window_event(s, out, hall, ws)
+            return self._window_view(s, hall, ws)
+
+        return self._run(work)  # type: ignore[return-value]
+
+    def pause(self, hall_id: str, window: str, reason: str, clerk: str | None = None) -> WindowPayload:
+        hall = self.hall(hall_id)
+        if not reason.strip():
+            raise BadRequest("暂停需要填写原因 (a pause needs a reason)", code="reason_required")
+
+        def work(s: Session, out: Outbox) -> WindowPayload:
+            now = self.clock()
+            ws = self._lock_window(s, hall, window)
+            self._require_open(ws, clerk)
+            if ws.paused:
+                raise Conflict(f"{window}号窗口已暂停 (already paused)", code="already_paused")
+            if self._current(s, ws, required=False) is not None:
+                raise Conflict("请先办结或处理当前号再暂停 (finish the current ticket first)", code="ticket_in_progress")
+            ws.paused, ws.pause_reason, ws.paused_at, ws.updated_at = True, reason.strip(), now, now
+            self._log_window(s, hall, ws, "pause", now, reason.strip())
+            s.flush()
+            self._window_event(s, out, hall, ws)
+            return self._window_view(s, hall, ws)
+
+        return self._run(work)  # type: ignore[return-value]
+
+    def resume(self, hall_id: str, window: str, clerk: str | None = None) -> WindowPayload:
+        hall = self.hall(hall_id)
+
+        def work(s: Session, out: Outbox) -> WindowPayload:
+            now = self.clock()
+            ws = self._lock_window(s, hall, window)
+            self._require_open(ws, clerk)
+            if not ws.paused:
+                raise Conflict(f"{window}号窗口未暂停 (not paused)", code="not_paused")
+            ws.paused, ws.pause_reason, ws.paused_at, ws.updated_at = False, None, None, now
+            self._log_window(s, hall, ws, "resume", now)
+            s.flush()
+            self._window_event(s, out, hall, ws)
+            return self._window_view(s, hall, ws)
+
+        return self._run(work)  # type: ignore[return-value]
+
+    def set_window_queues(self, hall_id: str, window: str, queues: list[str] | None) -> WindowPayload:
+        """A manager moves a window to other queues (None restores the configured ones)."""
+        hall = self.hall(hall_id)
+        for q in queues or []:
+            self._queue_cfg(hall, q)
+        if queues is not None and not queues:
+            raise BadRequest("窗口至少要服务一个队列 (a window serves at least one queue)")
+
+        def work(s: Session, out: Outbox) -> WindowPayload:
+            ws = self._lock_window(s, hall, window)
+            ws.queues_override = list(queues) if queues else None
+            ws.updated_at = self.clock()
+            s.flush()
+            self._window_event(s, out, hall, ws)
+            return self._window_view(s, hall, ws)
+
+        return self._run(work)  # type: ignore[return-value]
+
+    # ---- calling -----------------------------------------------------------------------------
+    def _candidates(self, s: Session, hall: Hall, window: str, queues: list[str], now: float) -> list[routing.Candidate]:
+        T = m.Ticket
+        rn = func.row_number().over(partition_by=(T.queue_id, T.priority), order_by=(T.place, T.id)).label("rn")
+        inner = (
+            select(T.id, T.queue_id, T.place, T.priority, T.eligible_at, T.target_window, rn)
+            .where(T.hall_id == hall.id, T.status == TicketStatus.WAITING.value, T.queue_id.in_(queues),
+                   T.target_window.is_(None), T.eligible_at <= now)
+            .subquery()
+        )
+        rows = s.execute(select(inner).where(inner.c.rn <= CANDIDATES_PER_CLASS)).all()
+        targeted = s.execute(
+            select(T.id, T.queue_id, T.place, T.priority, T.eligible_at, T.target_window)
+            .where(T.hall_id == hall.id, T.status == TicketStatus.WAITING.value, T.target_window == window)
+            .order_by(T.place).limit(CANDIDATES_PER_CLASS)
+        ).all()
+        return [
+            routing.Candidate(ticket_id=r.id, queue=r.queue_id, place=r.place, priority=r.priority,
+                              eligible_at=r.eligible_at, target_window=r.target_window)
+            for r in [*targeted, *rows]
+        ]
+
+    def _claim(self, s: Session, ticket_id: int, window: str, clerk: str | None, now: dt.datetime) -> bool:
+        T = m.Ticket
+        lockable = select(T.id).where(T.id == ticket_id, T.status == TicketStatus.WAITING.value)
+        if self.db.is_postgres:
+            lockable = lockable.with_for_update(skip_locked=True)
+        res = s.execute(
+            update(T).where(T.id == lockable.scalar_subquery(), T.status == TicketStatus.WAITING.value)
+            .values(status=TicketStatus.CALLED.value, window=window, clerk=clerk, called_at=now, recalls=0,
+                    target_window=None)
+            .execution_options(synchronize_session=False)
+        )
+        return res.rowcount == 1
+
+    def _after_call(self, s: Session, out: Outbox, hall: Hall, ws: m.WindowState, ticket_id: int,
+                    now: dt.datetime, actor: str | None) -> m.Ticket:
+        t = s.get(m.Ticket, ticket_id, populate_existing=True)
+        assert t is not None
+        ws.ticket_id, ws.updated_at = t.id, now
+        if t.queue_id in {q.id for q in hall.queues}:
+            qs = s.get(m.QueueState, (hall.id, t.queue_id), with_for_update=True)
+            if qs is None:
+                qs = m.QueueState(hall_id=hall.id, queue_id=t.queue_id, priority_streak=0)
+                s.add(qs)
+            qs.priority_streak = routing.apply_call(qs.priority_streak or 0, t.priority)
+        self._event(s, out, hall, t, "called", now, actor)
+        s.flush()
+        self._window_event(s, out, hall, ws)
+        return t
+
+    def call_next(self, hall_id: str, window: str, clerk: str | None = None, actor: str | None = None) -> TicketView | None:
+        hall = self.hall(hall_id)
+        wcfg = self._window_cfg(hall, window)
+
+        def work(s: Session, out: Outbox) -> TicketView | None:
+            now = self.clock()
+            self._ensure_day(s, out, hall, now)
+            ws = self._lock_window(s, hall, window)
+            self._require_open(ws, clerk)
+            if ws.paused:
+                raise Conflict(f"{window}号窗口暂停服务中，请先恢复 (window is paused)", code="window_paused")
+            if self._current(s, ws, required=False) is not None:
+                raise Conflict("当前号尚未办结，请先办结、转移或标记过号 (current ticket not finished)",
+                               code="ticket_in_progress")
+            queues = self._served_queues(hall, ws)
+            policies = {q.id: routing.QueuePolicy(
+                ratio=q.priority_ratio if q.priority_ratio is not None else hall.priority.ratio,
+                max_wait=(q.max_wait_minutes or hall.priority.max_normal_wait_minutes or 0) * 60 or None,
+            ) for q in hall.queues}
+            for _attempt in range(8):
+                cands = self._candidates(s, hall, window, queues, now.timestamp())
+                if not cands:
+                    return None
+                streaks = dict(s.execute(select(m.QueueState.queue_id, m.QueueState.priority_streak)
+                                         .where(m.QueueState.hall_id == hall.id)).all())
+                ranked = routing.rank(window, queues, cands, policies, routing.RoutingState(streaks),
+                                      now.timestamp(), wcfg.order)
+                for c in ranked:
+                    if self._claim(s, c.ticket_id, window, ws.clerk, now):
+                        return self._view(hall, self._after_call(s, out, hall, ws, c.ticket_id, now, actor))
+            raise Conflict("叫号繁忙，请重试 (could not claim a ticket; retry)", code="busy")
+
+        return self._run(work)  # type: ignore[return-value]
+
+    def call_ticket(self, hall_id: str, window: str, ticket_id: int, clerk: str | None = None,
+                    actor: str | None = None) -> TicketView:
+        hall = self.hall(hall_id)
+        if not hall.allow_call_specific:
+            raise Conflict("本大厅不允许指定叫号 (calling a specific ticket is disabled)", code="call_specific_disabled")
+
+        def work(s: Session, out: Outbox) -> TicketView:
+            now = self.clock()
+            ws = self._lock_window(s, hall, window)
+            self._require_open(ws, clerk)
+            if ws.paused:
+                raise Conflict(f"{window}号窗口暂停服务中，请先恢复 (window is paused)", code="window_paused")
+            if self._current(s, ws, required=False) is not None:
+                raise Conflict("当前号尚未办结 (current ticket not finished)", code="ticket_in_progress")
+            t = self._ticket(s, hall, ticket_id)
+            if t.target_window not in (None, window) or (t.target_window is None and t.queue_id not in self._served_queues(hall, ws)):
+                raise Conflict(f"{t.display}不属于{window}号窗口服务的队列 (not served by this window)",
+                               code="not_served_here")
+            next_status(Action.CALL, TicketStatus(t.status), t.display)
+            if not self._claim(s, t.id, window, ws.clerk, now):
+                raise Conflict(f"{t.display}已被其他窗口呼叫 (called by another window)", code="already_called")
+            return self._view(hall, self._after_call(s, out, hall, ws, t.id, now, actor))
+
+        return self._run(work)  # type: ignore[return-value]
+
+    def _ticket(self, s: Session, hall: Hall, ticket_id: int) -> m.Ticket:
+        t = s.get(m.Ticket, ticket_id, with_for_update=True)
+        if t is None or t.hall_id != hall.id:
+            raise NotFound(f"未找到票号 (no ticket {ticket_id} in this hall)", code="unknown_ticket")
+        return t
+
+    def _window_action(
+        self, hall_id: str, window: str, clerk: str | None, actor: str | None,
+        fn: Callable[[Session, Outbox, Hall, m.WindowState, m.Ticket, dt.datetime], None],
+    ) -> TicketView:
+        hall = self.hall(hall_id)
+
+        def work(s: Session, out: Outbox) -> TicketView:
+            now = self.clock()
+            ws = self._lock_window(s, hall, window)
+            self._require_open(ws, clerk)
+            t = self._current(s, ws)
+            assert t is not None
+            try:
+                fn(s, out, hall, ws, t, now)
+            except IllegalTransition as exc:
+                raise Conflict(str(exc), code="illegal_transition") from None
+            s.flush()
+            self._window_event(s, out, hall, ws)
+            return self._view(hall, t)
+
+        return self._run(work)  # type: ignore[return-value]
+
+    def recall(self, hall_id: str, window: str, clerk: str | None = None, actor: str | None = None) -> TicketView:
+        def fn(s: Session, out: Outbox, hall: Hall, ws: m.WindowState, t: m.Ticket, now: dt.datetime) -> None:
+            next_status(Action.RECALL, TicketStatus(t.status), t.display)
+            if t.recalls >= hall.max_recalls:
+                raise Conflict(f"{t.display}已重呼{t.recalls}次，达到上限，可标记过号 (recall limit reached)",
+                               code="recall_limit")
+            t.recalls += 1
+            self._event(s, out, hall, t, "recalled", now, actor, recalls=t.recalls)
+
+        return self._window_action(hall_id, window, clerk, actor, fn)
+
+    def start(self, hall_id: str, window: str, clerk: str | None = None, actor: str | None = None) -> TicketView:
+        def fn(s: Session, out: Outbox, hall: Hall, ws: m.WindowState, t: m.Ticket, now: dt.datetime) -> None:
+            t.status = next_status(Action.START, TicketStatus(t.status), t.display).value
+            t.started_at = now
+            self._event(s, out, hall, t, "started", now, actor)
+
+        return self._window_action(hall_id, window, clerk, actor, fn)
+
+    def finish(self, hall_id: str, window: str, outcome: str, case_no: str | None = None,
+               clerk: str | None = None, actor: str | None = None) -> TicketView:
+        if outcome not in OUTCOMES:
+            raise BadRequest(f"办结结果应为 instant(即办)、promised(承诺) 或 returned(退回)，收到 {outcome!r}",
+                             code="bad_outcome")
+
+        def fn(s: Session, out: Outbox, hall: Hall, ws: m.WindowState, t: m.Ticket, now: dt.datetime) -> None:
+            t.status = next_status(Action.FINISH, TicketStatus(t.status), t.display).value
+            t.finished_at, t.closed_at, t.outcome, t.case_no = now, now, outcome, case_no
+            ws.ticket_id = None
+            self._event(s, out, hall, t, "finished", now, actor, outcome=outcome, case_no=case_no)
+
+        return self._window_action(hall_id, window, clerk, actor, fn)
+
+    def no_show(self, hall_id: str, window: str, clerk: str | None = None, actor: str | None = None) -> TicketView:
+        def fn(s: Session, out: Outbox, hall: Hall, ws: m.WindowState, t: m.Ticket, now: dt.datetime) -> None:
+            if t.status == TicketStatus.CALLED.value and t.recalls < hall.no_show_after_recalls:
+                raise Conflict(f"请先重呼{hall.no_show_after_recalls}次再标记过号（已重呼{t.recalls}次）",
+                               code="recall_first")
+            t.status = next_status(Action.NO_SHOW, TicketStatus(t.status), t.display).value
+            ws.ticket_id = None
+            self._event(s, out, hall, t, "no_show", now, actor, recalls=t.recalls)
+
+        return self._window_action(hall_id, window, clerk, actor, fn)
+
+    def transfer(
+        self, hall_id: str, window: str, *, to_queue: str | None = None, to_window: str | None = None,
+        next_stage: bool = False, clerk: str | None = None, actor: str | None = None,
+    ) -> TicketView:
+        if sum((to_queue is not None, to_window is not None, next_stage)) != 1:
+            raise BadRequest("转移需指定目标队列、目标窗口或下一环节之一 (give one of to_queue, to_window, next_stage)")
+        hall = self.hall(hall_id)
+        if to_queue is not None:
+            self._queue_cfg(hall, to_queue)
+        if to_window is not None:
+            self._window_cfg(hall, to_window)
+            if to_window == window:
+                raise BadRequest("不能转移到本窗口 (cannot transfer to the same window)")
+
+        def fn(s: Session, out: Outbox, hall: Hall, ws: m.WindowState, t: m.Ticket, now: dt.datetime) -> None:
+            t.status = next_status(Action.TRANSFER, TicketStatus(t.status), t.display).value
+            data: dict[str, object] = {"from_queue": t.queue_id, "from_window": window}
+            if to_queue is not None:
+                t.queue_id, t.target_window = to_queue, None
+                data["to_queue"] = to_queue
+            elif to_window is not None:
+                t.target_window = to_window
+                data["to_window"] = to_window
+            else:
+                stage = hall.queue(t.queue_id).next_stage
+                if stage is None:
+                    raise Conflict(f"{hall.queue(t.queue_id).name}没有下一环节 (queue has no next stage)",
+                                   code="no_next_stage")
+                t.queue_id, t.stage, t.target_window = stage.queue, stage.name, None
+                data.update(to_queue=stage.queue, stage=stage.name)
+            if not hall.transfer_keeps_place:
+                t.place = now.timestamp()
+            t.eligible_at, t.recalls = 0.0, 0
+            ws.ticket_id = None
+            self._event(s, out, hall, t, "transferred", now, actor, **data)
+            t.window = None
+
+        return self._window_action(hall_id, window, clerk, actor, fn)
+
+    def reactivate(self, hall_id: str, ticket_id: int, actor: str | None = None) -> TicketView:
+        hall = self.hall(hall_id)
+
+        def work(s: Session, out: Outbox) -> TicketView:
+            now = self.clock()
+            day = self._ensure_day(s, out, hall, now)
+            t = self._ticket(s, hall, ticket_id)
+            try:
+                t.status = next_status(Action.REACTIVATE, TicketStatus(t.status), t.display).value
+            except IllegalTransition as exc:
+                raise Conflict(str(exc), code="illegal_transition") from None
+            if t.service_day != day and hall.midnight == "close":
+                raise Conflict("过号票已过当日有效期，请重新取号 (ticket is from an earlier day)", code="stale_ticket")
+            places = list(s.scalars(select(m.Ticket.place).where(
+                m.Ticket.hall_id == hall.id, m.Ticket.queue_id == t.queue_id, m.Ticket.id != t.id,
+                m.Ticket.status == TicketStatus.WAITING.value, m.Ticket.priority.is_(t.priority),
+                m.Ticket.target_window.is_(None))))
+            t.place = routing.reactivation_place(places, hall.reactivate_behind, now.timestamp())
+            t.window, t.recalls, t.target_window, t.eligible_at = None, 0, None, 0.0
+            self._event(s, out, hall, t, "reactivated", now, actor, behind=hall.reactivate_behind)
+            return self._view(hall, t)
+
+        return self._run(work)  # type: ignore[return-value]
+
+    def cancel(self, hall_id: str, ticket_id: int, reason: str = "", actor: str | None = None) -> TicketView:
+        hall = self.hall(hall_id)
+
+        def work(s: Session, out: Outbox) -> TicketView:
+            now = self.clock()
+            t = self._ticket(s, hall, ticket_id)
+            try:
+                t.status = next_status(Action.CANCEL, TicketStatus(t.status), t.display).value
+            except IllegalTransition as exc:
+                raise Conflict(str(exc), code="illegal_transition") from None
+            t.closed_at = now
+            self._event(s, out, hall, t, "cancelled", now, actor, reason=reason)
+            return self._view(hall, t)
+
+        return self._run(work)  # type: ignore[return-value]
+
+    # ---- reading -----------------------------------------------------------------------------
+    def ticket(self, hall_id: str, ticket_id: int) -> tuple[TicketView, int, float]:
+        hall = self.hall(hall_id)
+        with self.db.read() as s:
+            t = s.get(m.Ticket, ticket_id)
+            if t is None or t.hall_id != hall.id:
+                raise NotFound(f"未找到票号 (no ticket {ticket_id} in this hall)", code="unknown_ticket")
+            ahead, wait = self._estimate_for(s, hall, t, self.clock())
+            return self._view(hall, t), ahead, wait
+
+    def ticket_by_token(self, token: str) -> tuple[str, TicketView, int, float]:
+        with self.db.read() as s:
+            t = s.scalar(select(m.Ticket).where(m.Ticket.public_token == token))
+            if t is None:
+                raise NotFound("未找到该票号，请核对链接 (unknown ticket link)", code="unknown_ticket")
+            hall = self.hall(t.hall_id)
+            ahead, wait = self._estimate_for(s, hall, t, self.clock())
+            return hall.id, self._view(hall, t), ahead, wait
+
+    def queue_views(self, hall_id: str, s: Session | None = None) -> list[QueueView]:
+        hall = self.hall(hall_id)
+        if s is None:
+            with self.db.read() as s2:
+                return self.queue_views(hall_id, s2)
+        now = self.clock()
+        day = numbering.service_day(now, hall.tz)
+        T = m.Ticket
+        waiting = {r.queue_id: (r.n, r.oldest) for r in s.execute(
+            select(T.queue_id, func.count().label("n"), func.min(T.place).label("oldest"))
+            .where(T.hall_id == hall.id, T.status == TicketStatus.WAITING.value).group_by(T.queue_id))}
+        issued = dict(s.execute(select(m.Counter.queue_id, m.Counter.last_number)
+                                .where(m.Counter.hall_id == hall.id, m.Counter.service_day == day)).all())
+        last_called = dict(s.execute(
+            select(T.queue_id, T.display).where(T.hall_id == hall.id, T.service_day == day, T.called_at.is_not(None))
+            .order_by(T.called_at.desc()).limit(200)).all()[::-1])
+        shares = self._window_shares(s, hall)
+        open_counts: dict[str, int] = {}
+        for ws in s.scalars(select(m.WindowState).where(m.WindowState.hall_id == hall.id, m.WindowState.clerk.is_not(None),
+                                                        m.WindowState.paused.is_(False))):
+            for q in self._served_queues(hall, ws):
+                open_counts[q] = open_counts.get(q, 0) + 1
+        views = []
+        for q in hall.queues:
+            n, oldest = waiting.get(q.id, (0, None))
+            handling = self._handling_seconds(s, hall, q.id, day) if n else q.default_handle_minutes * 60
+            views.append(QueueView(
+                id=q.id, prefix=q.prefix, name=q.name, waiting=n,
+                longest_wait_seconds=max(0.0, now.timestamp() - oldest) if oldest else 0.0,
+                estimated_wait_seconds=estimate.estimate_wait(n, handling, shares.get(q.id, 0.0)),
+                windows_open=open_counts.get(q.id, 0), issued_today=int(issued.get(q.id, 0)),
+                last_called=last_called.get(q.id),
+            ))
+        return views
+
+    def queues_payload(self, hall_id: str) -> QueuesPayload:
+        return QueuesPayload(hall=hall_id, at=self.clock(), queues=self.queue_views(hall_id))
+
+    def window_views(self, hall_id: str) -> list[WindowPayload]:
+        hall = self.hall(hall_id)
+        with self.db.read() as s:
+            rows = {w.number: w for w in s.scalars(select(m.WindowState).where(m.WindowState.hall_id == hall.id))}
+            return [self._window_view(s, hall, rows.get(w.number) or m.WindowState(hall_id=hall.id, number=w.number,
+                                                                                   paused=False))
+                    for w in hall.windows]
+
+    def window_view(self, hall_id: str, number: str) -> WindowPayload:
+        hall = self.hall(hall_id)
+        self._window_cfg(hall, number)
+        with self.db.read() as s:
+            ws = s.get(m.WindowState, (hall.id, number)) or m.WindowState(hall_id=hall.id, number=number, paused=False)
+            return self._window_view(s, hall, ws)
+
+    def recent_calls(self, hall_id: str, limit: int = 8) -> list[TicketEventPayload]:
+        hall = self.hall(hall_id)
+        day = numbering.service_day(self.clock(), hall.tz)
+        start = dt.datetime.combine(day, dt.time(0), hall.tz).astimezone(dt.timezone.utc)
+        with self.db.read() as s:
+            rows = s.execute(
+                select(m.TicketEvent, m.Ticket).join(m.Ticket, m.Ticket.id == m.TicketEvent.ticket_id)
+                .where(m.TicketEvent.hall_id == hall.id, m.TicketEvent.kind.in_(("called", "recalled")),
+                       m.TicketEvent.at >= start)
+                .order_by(m.TicketEvent.id.desc()).limit(limit)
+            ).all()
+            out = []
+            for ev, t in reversed(rows):
+                view = self._view(hall, t).model_copy(update={"window": ev.window})
+                out.append(TicketEventPayload(type=ev.kind, hall=hall.id, seq=ev.id, at=ev.at, window=ev.window,
+                                              ticket=view))
+            return out
+
+    def snapshot(self, hall_id: str) -> SnapshotPayload:
+        hall = self.hall(hall_id)
+        now = self.clock()
+        with self.db.read() as s:
+            last_seq = s.scalar(select(func.max(m.TicketEvent.id)).where(m.TicketEvent.hall_id == hall.id)) or 0
+            queues = self.queue_views(hall_id, s)
+        return SnapshotPayload(
+            hall=hall.id, hall_name=hall.name, at=now, service_day=numbering.service_day(now, hall.tz),
+            queues=queues, windows=self.window_views(hall_id), recent_calls=self.recent_calls(hall_id),
+            last_seq=last_seq,
+        )
