@@ -22,6 +22,7 @@ from .config import HallConfig
 from .db import Database
 from .errors import HallError
 from .live import Publisher, register_socket_handlers
+from .rules.states import IllegalTransition
 from .service import QueueService, utcnow
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,10 @@ def create_app(
     @app.errorhandler(HallError)
     def _hall_error(exc: HallError) -> Any:
         return jsonify(exc.to_json()), exc.status
+
+    @app.errorhandler(IllegalTransition)
+    def _illegal(exc: IllegalTransition) -> Any:
+        return jsonify({"error": {"code": "illegal_transition", "message": str(exc)}}), 409
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

@@ -43,7 +43,7 @@ class Base(DeclarativeBase):
 class Ticket(Base):
     __tablename__ = "tickets"
     __table_args__ = (
-        UniqueConstraint("hall_id", "queue_id", "service_day", "number", name="uq_ticket_number"),
+        UniqueConstraint("hall_id", "origin_queue_id", "service_day", "number", name="uq_ticket_number"),
         UniqueConstraint("hall_id", "request_id", name="uq_ticket_request"),
         Index("ix_ticket_waiting", "hall_id", "queue_id", "status", "place"),
         Index("ix_ticket_person", "hall_id", "person_hash", "service_day"),

@@ -22,6 +22,7 @@ try to claim the first and fall back to the next when another window got there f
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Iterable, Literal
 
@@ -126,6 +127,7 @@ def reactivation_place(waiting_places: list[float], behind: int, now: float) -> 
         return (places[0] - 0.001) if places else now
     if len(places) <= behind:
         return places[-1] + 0.001 if places else now
-    return (places[behind - 1] + places[behind]) / 2
+    mid = (places[behind - 1] + places[behind]) / 2
+    return mid if mid > places[behind - 1] else math.nextafter(places[behind - 1], math.inf)
 
 

@@ -69,7 +69,7 @@ def upgrade() -> None:
     sa.Column('outcome', sa.String(length=16), nullable=True),
     sa.Column('case_no', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('hall_id', 'queue_id', 'service_day', 'number', name='uq_ticket_number'),
+    sa.UniqueConstraint('hall_id', 'origin_queue_id', 'service_day', 'number', name='uq_ticket_number'),
     sa.UniqueConstraint('hall_id', 'request_id', name='uq_ticket_request'),
     sa.UniqueConstraint('public_token')
     )
