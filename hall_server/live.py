@@ -3,7 +3,8 @@
 Rooms: ``hall:<id>`` (public: numbers only), ``hall:<id>:window:<no>`` (a window's console, pad
 and board), ``hall:<id>:role:manager``. A client connects with ``auth = {"hall": id, "window": no,
 "token": bearer}`` (token optional for the public room) and is sent a ``snapshot`` before any other
-event, on every connect and reconnect.
+event, on every connect and reconnect, followed by any ticket event that committed while the snapshot
+was being sent (events carry ``seq``; a client drops a seq it has already applied).
 
 Events are published by one dispatcher thread per process, in the order their transactions
 committed in this process, so call events reach clients in order; ``queues`` payloads are coalesced
@@ -103,7 +104,13 @@ def register_socket_handlers(socketio: SocketIO, service: QueueService, auth: Au
                 return False
         elif window is not None:
             return False  # a window's room is for its clerk, pad and board only
+        # The snapshot goes straight to this client (not through the message queue), then the client
+        # joins its rooms, then it is sent whatever committed after the snapshot was read: every event
+        # with seq > snapshot.last_seq arrives at least once; clients drop seqs they have seen.
+        snap = service.snapshot(hall)
+        socketio.emit("snapshot", snap.model_dump(mode="json"), to=request.sid, ignore_queue=True)
         for room in rooms:
             join_room(room)
-        socketio.emit("snapshot", service.snapshot(hall).model_dump(mode="json"), to=request.sid)
+        for ev in service.events_since(hall, snap.last_seq):
+            socketio.emit("ticket", ev.model_dump(mode="json"), to=request.sid, ignore_queue=True)
         return None

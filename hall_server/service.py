@@ -877,6 +877,19 @@ class QueueService:
                                               ticket=view))
             return out
 
+    def events_since(self, hall_id: str, seq: int, limit: int = 500) -> list[TicketEventPayload]:
+        """Ticket events committed after ``seq``, oldest first: the catch-up after a snapshot."""
+        hall = self.hall(hall_id)
+        with self.db.read() as s:
+            rows = s.execute(
+                select(m.TicketEvent, m.Ticket).join(m.Ticket, m.Ticket.id == m.TicketEvent.ticket_id)
+                .where(m.TicketEvent.hall_id == hall.id, m.TicketEvent.id > seq)
+                .order_by(m.TicketEvent.id).limit(limit)
+            ).all()
+            return [TicketEventPayload(type=ev.kind, hall=hall.id, seq=ev.id, at=ev.at, window=ev.window,
+                                       ticket=self._view(hall, t).model_copy(update={"window": ev.window}))
+                    for ev, t in rows]
+
     def snapshot(self, hall_id: str) -> SnapshotPayload:
         hall = self.hall(hall_id)
         now = self.clock()

@@ -326,7 +326,7 @@ class Hall:
             if not pending and not self.waiting:
                 return now
             # windows take turns in a drawn order; each calls at most one ticket per step
-            turn = window_order[n % len(window_order)] if window_order else 0
+            turn = window_order[n % len(window_order)] % len(names)
             for i in range(len(names)):
                 self.call_one(names[(turn + i) % len(names)], now)
             now += step
@@ -348,27 +348,43 @@ class Hall:
         return c
 
 
+KINDS = ["walk_in", "walk_in", "priority", "appointment", "transfer", "targeted"]
+# built once: constructing strategies inside a composite on every draw dominates the run time
+_ticket = st.tuples(
+    st.integers(min_value=0, max_value=400),  # arrival, seconds after the hall opens
+    st.integers(min_value=0, max_value=2),  # queue index
+    st.integers(min_value=0, max_value=len(KINDS) - 1),
+    st.integers(min_value=0, max_value=600),  # slot offset / age of a transferred ticket
+    st.booleans(),  # priority of a transferred ticket
+    st.integers(min_value=0, max_value=2),  # target window index
+)
+_policy = st.tuples(st.integers(min_value=0, max_value=3), st.sampled_from([None, 60.0, 120.0, 300.0]))
+_window = st.tuples(st.lists(st.integers(min_value=0, max_value=2), min_size=1, max_size=3, unique=True),
+                    st.sampled_from(["preference", "longest_wait"]))
+
+
 @st.composite
 def halls(draw: st.DrawFn, targeted: bool = True, need_max_wait: bool = False, n_max: int = 30) -> tuple[Hall, float, list[int]]:
     nq = draw(st.integers(min_value=1, max_value=3))
     queues = QUEUES[:nq]
-    policies = {q: QueuePolicy(
-        ratio=draw(st.integers(min_value=0, max_value=3)),
-        max_wait=draw(st.sampled_from([60.0, 120.0, 300.0]) if need_max_wait
-                      else st.one_of(st.none(), st.sampled_from([60.0, 120.0, 300.0]))),
-    ) for q in queues}
+    policies = {}
+    for q in queues:
+        ratio, max_wait = draw(_policy)
+        policies[q] = QueuePolicy(ratio=ratio, max_wait=max_wait if max_wait or not need_max_wait else 60.0)
     nw = draw(st.integers(min_value=1, max_value=3))
     windows: dict[str, tuple[list[str], str]] = {}
     for i in range(nw):
-        served = draw(st.lists(st.sampled_from(queues), min_size=1, max_size=nq, unique=True))
-        windows[f"W{i + 1}"] = (served, draw(st.sampled_from(["preference", "longest_wait"])))
+        served, order = draw(_window)
+        windows[f"W{i + 1}"] = (list(dict.fromkeys(queues[j % nq] for j in served)), order)
+    names = list(windows)
     covered = sorted({q for served, _ in windows.values() for q in served})
-    n = draw(st.integers(min_value=0, max_value=n_max))
     arrivals = []
-    for tid in range(1, n + 1):
-        at = T0 + draw(st.integers(min_value=0, max_value=600))
-        q = draw(st.sampled_from(covered))
-        kind = draw(st.sampled_from(["walk_in", "walk_in", "priority", "appointment", "transfer", "targeted"]))
+    size = draw(st.integers(min_value=0, max_value=n_max))  # plain st.lists stays too short to form queues
+    raw = draw(st.lists(_ticket, min_size=size, max_size=size))
+    for tid, (arrive, qi, ki, off, prio, wi) in enumerate(raw, start=1):
+        at = T0 + arrive
+        q = covered[qi % len(covered)]
+        kind = KINDS[ki]
         if kind == "targeted" and not targeted:
             kind = "transfer"
         if kind == "walk_in":
@@ -376,17 +392,15 @@ def halls(draw: st.DrawFn, targeted: bool = True, need_max_wait: bool = False, n
         elif kind == "priority":
             c = Candidate(tid, q, at, priority=True)
         elif kind == "appointment":  # checked in early: place = slot time, callable from the slot on
-            slot = at + draw(st.integers(min_value=0, max_value=300))
-            c = Candidate(tid, q, float(slot), priority=True, eligible_at=float(slot))
+            slot = at + off // 2
+            c = Candidate(tid, q, slot, priority=True, eligible_at=slot)
         elif kind == "transfer":  # keeps its original, earlier issue time
-            c = Candidate(tid, q, at - draw(st.integers(min_value=0, max_value=600)),
-                          priority=draw(st.booleans()))
-        else:
-            c = Candidate(tid, draw(st.sampled_from(queues)), at - draw(st.integers(min_value=0, max_value=600)),
-                          priority=draw(st.booleans()), target_window=draw(st.sampled_from(list(windows))))
+            c = Candidate(tid, q, at - off, priority=prio)
+        else:  # sent to a named window, possibly of a queue that window does not serve
+            c = Candidate(tid, queues[qi % nq], at - off, priority=prio, target_window=names[wi % nw])
         arrivals.append((at, c))
-    step = float(draw(st.sampled_from([5, 15, 30, 60])))
-    window_order = draw(st.lists(st.integers(min_value=0, max_value=nw - 1), min_size=1, max_size=5))
+    step = draw(st.sampled_from([5.0, 15.0, 30.0, 60.0]))
+    window_order = draw(st.lists(st.integers(min_value=0, max_value=2), min_size=1, max_size=5))
     return Hall(windows, policies, arrivals), step, window_order
 
 

@@ -1,0 +1,171 @@
+"""Live events over Socket.IO against a real server process: snapshot first, calls in order,
+reconnects resynchronise, rooms are guarded, and a second process's events arrive through Redis."""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+import socketio
+
+from tests.conftest import REDIS_URL
+from tests.hall_server.server_proc import ServerProcess
+
+
+class Listener:
+    def __init__(self, url: str, auth: dict[str, Any]) -> None:
+        self.events: "queue.Queue[tuple[str, Any]]" = queue.Queue()
+        self.client = socketio.Client(reconnection=False)
+        for name in ("snapshot", "ticket", "window", "queues"):
+            self.client.on(name, self._handler(name))
+        self.url, self.auth = url, auth
+
+    def _handler(self, name: str):  # type: ignore[no-untyped-def]
+        return lambda data: self.events.put((name, data))
+
+    def connect(self) -> "Listener":
+        self.client.connect(self.url, auth=self.auth, transports=["websocket"], wait_timeout=10)
+        return self
+
+    def next(self, name: str | None = None, timeout: float = 10.0) -> tuple[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {name or 'event'} within {timeout}s")
+            ev = self.events.get(timeout=left)
+            if name is None or ev[0] == name:
+                return ev
+
+    def calls(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        out = []
+        while len(out) < n:
+            _, data = self.next("ticket", timeout)
+            if data["type"] == "called":
+                out.append(data)
+        return out
+
+
+class Api:
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.s = requests.Session()
+        self.n = 0
+
+    def token(self, username: str, password: str) -> str:
+        r = self.s.post(f"{self.base}/api/v1/auth/login", json={"username": username, "password": password})
+        assert r.status_code == 200, r.text
+        return r.json()["token"]
+
+    def post(self, path: str, token: str, **body: Any) -> dict[str, Any]:
+        r = self.s.post(f"{self.base}/api/v1{path}", json=body or None, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code < 300, r.text
+        return r.json()
+
+    def issue(self, token: str, queue: str = "biz") -> dict[str, Any]:
+        self.n += 1
+        return self.post("/halls/t/tickets", token, queue=queue, request_id=f"live-{self.n:06d}-{time.time_ns()}")
+
+
+@pytest.fixture
+def server(db_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
+    srv = ServerProcess(db_url, tmp_path)
+    srv.hall("db", "upgrade")
+    srv.hall("user", "clerk1", "--password", "clerk-pass-1")
+    srv.kiosk = srv.hall("device-token", "t", "kiosk1").strip()  # type: ignore[attr-defined]
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_snapshot_first_then_every_call_in_order(server: ServerProcess) -> None:
+    api = Api(server.url)
+    clerk = api.token("clerk1", "clerk-pass-1")
+    for _ in range(12):
+        api.issue(server.kiosk)  # type: ignore[attr-defined]
+    screen = Listener(server.url, {"hall": "t"}).connect()
+    name, snap = screen.next()
+    assert name == "snapshot"  # before anything else
+    assert snap["hall_name"] == "测试政务服务中心"
+    assert {q["id"]: q["waiting"] for q in snap["queues"]}["biz"] == 12
+    api.post("/halls/t/windows/1/sign-in", clerk)
+    numbers = []
+    for _ in range(10):  # a burst of calls
+        numbers.append(api.post("/halls/t/windows/1/call-next", clerk)["ticket"]["number"])
+        api.post("/halls/t/windows/1/start", clerk)
+        api.post("/halls/t/windows/1/finish", clerk, outcome="instant")
+    got = screen.calls(10)
+    assert [c["ticket"]["number"] for c in got] == numbers
+    assert [c["seq"] for c in got] == sorted(c["seq"] for c in got)
+    assert all(c["window"] == "1" for c in got)
+    _, queues = screen.next("queues")  # coalesced queue snapshot
+    assert {q["id"]: q["waiting"] for q in queues["queues"]}["biz"] <= 2
+    screen.client.disconnect()
+
+
+def test_reconnect_gets_the_true_state(server: ServerProcess) -> None:
+    api = Api(server.url)
+    clerk = api.token("clerk1", "clerk-pass-1")
+    for _ in range(3):
+        api.issue(server.kiosk)  # type: ignore[attr-defined]
+    api.post("/halls/t/windows/1/sign-in", clerk)
+    screen = Listener(server.url, {"hall": "t"}).connect()
+    screen.next("snapshot")
+    screen.client.disconnect()
+    api.post("/halls/t/windows/1/call-next", clerk)  # while the screen is away
+    again = Listener(server.url, {"hall": "t"}).connect()
+    name, snap = again.next()
+    assert name == "snapshot"
+    assert [c["ticket"]["number"] for c in snap["recent_calls"]] == ["A001"]
+    win = {w["number"]: w for w in snap["windows"]}["1"]
+    assert win["status"] == "calling" and win["ticket"]["number"] == "A001"
+    again.client.disconnect()
+
+
+def test_window_room_needs_a_token_and_unknown_hall_is_refused(server: ServerProcess) -> None:
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        Listener(server.url, {"hall": "t", "window": "1"}).connect()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        Listener(server.url, {"hall": "nope"}).connect()
+    api = Api(server.url)
+    clerk = api.token("clerk1", "clerk-pass-1")
+    console = Listener(server.url, {"hall": "t", "window": "1", "token": clerk}).connect()
+    assert console.next()[0] == "snapshot"
+    console.client.disconnect()
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_two_processes_share_events_through_redis(db_url: str, tmp_path: Path) -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    a = ServerProcess(db_url, tmp_path, redis_url=REDIS_URL)
+    a.hall("db", "upgrade")
+    a.hall("user", "clerk1", "--password", "clerk-pass-1")
+    kiosk = a.hall("device-token", "t", "kiosk1").strip()
+    b = ServerProcess(db_url, tmp_path, redis_url=REDIS_URL)
+    a.start()
+    b.start()
+    try:
+        screen = Listener(a.url, {"hall": "t"}).connect()  # watches process A
+        screen.next("snapshot")
+        api_b = Api(b.url)  # everything happens through process B
+        clerk = api_b.token("clerk1", "clerk-pass-1")
+        api_b.issue(kiosk)
+        api_b.post("/halls/t/windows/1/sign-in", clerk)
+        called = api_b.post("/halls/t/windows/1/call-next", clerk)["ticket"]
+        got = screen.calls(1)
+        assert got[0]["ticket"]["id"] == called["id"] and got[0]["window"] == "1"
+        # numbering is shared too: process A continues after B's ticket
+        assert Api(a.url).issue(kiosk)["ticket"]["number"] == "A002"
+        screen.client.disconnect()
+    finally:
+        a.stop()
+        b.stop()
