@@ -144,10 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="start a complete simulated hall on SQLite")
     demo.add_argument("--port", type=int, default=5000)
     demo.add_argument("--dir", default="var/demo")
+    demo.add_argument("--quiet-traffic", action="store_true", help="no simulated citizens and clerks")
     demo.set_defaults(fn=cmd_demo)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
         return args.fn(args)
     except ConfigError as exc:
