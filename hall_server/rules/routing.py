@@ -99,6 +99,8 @@ def rank(
         if c.target_window is None and c.queue in queues:
             by_queue.setdefault(c.queue, []).append(c)
     streak = dict(state.priority_streak)
+    for c in targeted:  # calls of tickets sent to this window count in their queue's streak too
+        streak[c.queue] = apply_call(streak.get(c.queue, 0), c.priority)
     out = list(targeted)
     while by_queue:
         heads = {

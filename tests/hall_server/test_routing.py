@@ -200,10 +200,6 @@ def test_apply_call() -> None:
     assert apply_call(0, False) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: rank() simulates later calls without counting targeted calls in the priority streak, "
-    "but the service (_after_call) applies apply_call for targeted calls too, so rank's order "
-    "after a targeted priority ticket differs from the order of successive call_next calls"))
 def test_rank_order_after_a_targeted_priority_call_matches_successive_calls() -> None:
     pol = {"A": QueuePolicy(ratio=1)}
     cands = [C(1, "A", 10, priority=True, target="W"), C(2, "A", 20, priority=True), C(3, "A", 30)]
@@ -364,7 +360,7 @@ _window = st.tuples(st.lists(st.integers(min_value=0, max_value=2), min_size=1, 
 
 
 @st.composite
-def halls(draw: st.DrawFn, targeted: bool = True, need_max_wait: bool = False, n_max: int = 30) -> tuple[Hall, float, list[int]]:
+def halls(draw: st.DrawFn, targeted: bool = True, need_max_wait: bool = False, n_max: int = 24) -> tuple[Hall, float, list[int]]:
     nq = draw(st.integers(min_value=1, max_value=3))
     queues = QUEUES[:nq]
     policies = {}
@@ -453,7 +449,7 @@ def test_property_no_starvation_when_arrivals_stop(h: tuple[Hall, float, list[in
 
 
 @PROPS
-@given(halls(need_max_wait=True, n_max=40))
+@given(halls(need_max_wait=True, n_max=32))
 def test_property_aged_normal_is_never_passed_over_by_a_later_ticket(h: tuple[Hall, float, list[int]]) -> None:
     hall, step, worder = h
     hall.run(step, 600, worder)

@@ -113,3 +113,31 @@ def test_openapi_document_and_healthz(hall: HallClient) -> None:
     assert "/api/v1/halls/{hall}/windows/{window}/call-next" in doc["paths"]
     h = hall.client.get("/healthz")
     assert h.status_code == 200 and h.get_json()["status"] == "ok"
+
+
+def test_appointment_enters_at_its_slot_time(hall: HallClient, clock) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    slot = clock.now + dt.timedelta(minutes=20)
+    too_early = hall.issue(queue="biz", channel="appointment", appointment_at=(slot + dt.timedelta(hours=2)).isoformat(),
+                           expect=409)
+    assert too_early["error"]["code"] == "appointment_too_early"
+    walk_in = hall.issue(queue="biz")
+    appt = hall.issue(queue="biz", channel="appointment", appointment_at=slot.isoformat())
+    assert appt["ticket"]["priority"] is True and appt["ticket"]["priority_class"] == "appointment"
+    hall.act("1", "sign-in")
+    # checked in 20 minutes early: not callable before its slot
+    assert hall.act("1", "call-next")["ticket"]["id"] == walk_in["ticket"]["id"]
+    hall.act("1", "start")
+    hall.act("1", "finish", outcome="instant")
+    assert hall.act("1", "call-next")["ticket"] is None
+    clock.advance(minutes=21)
+    assert hall.act("1", "call-next")["ticket"]["id"] == appt["ticket"]["id"]
+
+
+def test_late_appointment_becomes_a_normal_ticket(hall: HallClient, clock) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    slot = clock.now - dt.timedelta(minutes=40)  # the hall allows 15 minutes late
+    r = hall.issue(queue="biz", channel="appointment", appointment_at=slot.isoformat())
+    assert r["ticket"]["priority"] is False
