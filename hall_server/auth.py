@@ -7,6 +7,8 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -98,6 +100,16 @@ class Auth:
         self.config = config
         self.db = db
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        # token digest -> (principal, monotonic expiry): saves a database read on every request.
+        # Revocations in this process clear it at once; other processes see them within CACHE_SECONDS.
+        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._cache_lock = threading.Lock()
+
+    CACHE_SECONDS = 5.0
+
+    def _forget(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
 
     # ---- users -------------------------------------------------------------------------------
     def sync_users(self) -> str | None:
@@ -132,6 +144,7 @@ class Auth:
                 raise NotFound(f"没有用户 {username!r} (unknown user)", code="unknown_user")
             u.password_hash, u.must_change_password = hash_password(password), one_time
             s.execute(update(m.AuthToken).where(m.AuthToken.username == username).values(revoked=True))
+        self._forget()
         return password
 
     def login(self, username: str, password: str) -> tuple[str, m.User]:
@@ -166,6 +179,7 @@ class Auth:
     def logout(self, token: str) -> None:
         with self.db.write() as s:
             s.execute(update(m.AuthToken).where(m.AuthToken.token_hash == _digest(token)).values(revoked=True))
+        self._forget()
 
     # ---- devices -----------------------------------------------------------------------------
     def device_token(self, hall_id: str, device_id: str) -> str:
@@ -179,12 +193,25 @@ class Auth:
             s.execute(update(m.AuthToken).where(m.AuthToken.hall_id == hall_id, m.AuthToken.device_id == device_id)
                       .values(revoked=True))
             s.add(m.AuthToken(token_hash=_digest(token), hall_id=hall_id, device_id=device_id, created_at=self.clock()))
+        self._forget()
         return token
 
     # ---- checking ----------------------------------------------------------------------------
     def principal(self, token: str | None) -> Principal:
         if not token:
             raise Unauthorized("请先登录 (missing bearer token)", code="unauthenticated")
+        digest = _digest(token)
+        cached = self._cache.get(digest)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        p = self._load_principal(token)
+        with self._cache_lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (p, time.monotonic() + self.CACHE_SECONDS)
+        return p
+
+    def _load_principal(self, token: str) -> Principal:
         with self.db.read() as s:
             row = s.get(m.AuthToken, _digest(token))
             now = self.clock()

@@ -3,6 +3,7 @@ so concurrent writers queue on the busy timeout instead of failing on a lock upg
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -45,11 +46,15 @@ class Database:
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(self.engine.execution_options(hall_write=True), expire_on_commit=False)
+        # SQLite has one writer at a time anyway; queueing this process's writers on a lock instead of
+        # in SQLite's busy handler (which sleeps up to 100 ms between retries) cuts the tail latency.
+        self._write_lock: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if not self.is_postgres else contextlib.nullcontext())
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that will write: commits on success, rolls back on any error."""
-        with self._writer() as session, session.begin():
+        with self._write_lock, self._writer() as session, session.begin():
             yield session
 
     @contextlib.contextmanager

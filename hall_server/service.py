@@ -15,10 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Callable, Literal
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -75,6 +76,19 @@ class QueueService:
         self.clock = clock
         self.publish = publish or (lambda outbox: None)
         self._rolled: dict[str, dt.date] = {}
+        # estimate inputs change slowly; recomputing them on every ticket was a third of an issue's cost
+        self._estimate_cache: dict[tuple[str, ...], tuple[float, object]] = {}
+
+    ESTIMATE_CACHE_SECONDS = 2.0
+
+    def _cached(self, key: tuple[str, ...], compute: Callable[[], object]) -> object:
+        hit = self._estimate_cache.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = compute()
+        self._estimate_cache[key] = (now + self.ESTIMATE_CACHE_SECONDS, value)
+        return value
 
     # ---- helpers -----------------------------------------------------------------------------
     def hall(self, hall_id: str) -> Hall:
@@ -372,9 +386,11 @@ class QueueService:
                 m.Ticket.status == TicketStatus.WAITING.value, m.Ticket.id != t.id, ahead_cond,
             )
         ) or 0
-        handling = self._handling_seconds(s, hall, t.queue_id, t.service_day)
-        windows = self._window_shares(s, hall).get(t.queue_id, 0.0)
-        return ahead, estimate.estimate_wait(ahead, handling, windows)
+        handling = self._cached(("handling", hall.id, t.queue_id, t.service_day.isoformat()),
+                                lambda: self._handling_seconds(s, hall, t.queue_id, t.service_day))
+        shares = self._cached(("shares", hall.id), lambda: self._window_shares(s, hall))
+        windows = shares.get(t.queue_id, 0.0)  # type: ignore[attr-defined]
+        return ahead, estimate.estimate_wait(ahead, handling, windows)  # type: ignore[arg-type]
 
     # ---- windows -----------------------------------------------------------------------------
     def _lock_window(self, s: Session, hall: Hall, number: str) -> m.WindowState:
@@ -528,24 +544,24 @@ class QueueService:
 
     # ---- calling -----------------------------------------------------------------------------
     def _candidates(self, s: Session, hall: Hall, window: str, queues: list[str], now: float) -> list[routing.Candidate]:
+        """The first few waiting tickets of each served queue and class, and those sent to this window:
+        one small indexed query per branch, so the cost does not grow with the waiting pool."""
         T = m.Ticket
-        rn = func.row_number().over(partition_by=(T.queue_id, T.priority), order_by=(T.place, T.id)).label("rn")
-        inner = (
-            select(T.id, T.queue_id, T.place, T.priority, T.eligible_at, T.target_window, rn)
-            .where(T.hall_id == hall.id, T.status == TicketStatus.WAITING.value, T.queue_id.in_(queues),
-                   T.target_window.is_(None), T.eligible_at <= now)
-            .subquery()
-        )
-        rows = s.execute(select(inner).where(inner.c.rn <= CANDIDATES_PER_CLASS)).all()
-        targeted = s.execute(
-            select(T.id, T.queue_id, T.place, T.priority, T.eligible_at, T.target_window)
-            .where(T.hall_id == hall.id, T.status == TicketStatus.WAITING.value, T.target_window == window)
-            .order_by(T.place).limit(CANDIDATES_PER_CLASS)
-        ).all()
+        cols = (T.id, T.queue_id, T.place, T.priority, T.eligible_at, T.target_window)
+        branches = [
+            select(*cols).where(T.hall_id == hall.id, T.queue_id == q, T.status == TicketStatus.WAITING.value,
+                                T.priority.is_(prio), T.target_window.is_(None), T.eligible_at <= now)
+            .order_by(T.place, T.id).limit(CANDIDATES_PER_CLASS).subquery().select()
+            for q in queues for prio in (False, True)
+        ]
+        branches.append(
+            select(*cols).where(T.hall_id == hall.id, T.status == TicketStatus.WAITING.value, T.target_window == window)
+            .order_by(T.place, T.id).limit(CANDIDATES_PER_CLASS).subquery().select())
+        rows = s.execute(union_all(*branches)).all()
         return [
             routing.Candidate(ticket_id=r.id, queue=r.queue_id, place=r.place, priority=r.priority,
                               eligible_at=r.eligible_at, target_window=r.target_window)
-            for r in [*targeted, *rows]
+            for r in rows
         ]
 
     def _claim(self, s: Session, ticket_id: int, window: str, clerk: str | None, now: dt.datetime) -> bool:
