@@ -14,6 +14,7 @@ from flask_openapi3 import Info, OpenAPI
 from flask_socketio import SocketIO
 from pydantic import ValidationError
 from sqlalchemy import text
+from werkzeug.exceptions import BadRequest as BadRequestError
 from werkzeug.exceptions import HTTPException
 
 from .api import api
@@ -89,10 +90,10 @@ def create_app(
     def _reject_bad_json() -> Any:
         if request.method in ("POST", "PUT", "PATCH") and request.content_length and request.is_json:
             try:
-                json.loads(request.get_data(cache=True) or b"null")
-            except (ValueError, UnicodeDecodeError) as exc:
+                request.get_json(cache=True)  # parsed once: the validation layer reuses the cached result
+            except BadRequestError as exc:
                 return jsonify({"error": {"code": "malformed_json",
-                                          "message": f"请求体不是合法的 JSON (malformed JSON: {exc})"}}), 400
+                                          "message": f"请求体不是合法的 JSON (malformed JSON: {exc.description})"}}), 400
         return None
 
     @app.errorhandler(HallError)

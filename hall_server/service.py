@@ -110,7 +110,7 @@ class QueueService:
             known = ", ".join(q.id for q in hall.queues)
             raise NotFound(f"未知的队列 {queue_id!r} (unknown queue; known: {known})", code="unknown_queue") from None
 
-    def _upsert(self, s: Session):  # type: ignore[no-untyped-def]
+    def _upsert(self):  # type: ignore[no-untyped-def]
         return postgresql.insert if self.db.is_postgres else sqlite.insert
 
     def _view(self, hall: Hall, t: m.Ticket) -> TicketView:
@@ -287,7 +287,7 @@ class QueueService:
             if existing is not None:
                 ahead, wait = self._estimate_for(s, hall, existing, now)
                 return existing, ahead, wait, True
-            ins = self._upsert(s)(m.Counter).values(hall_id=hall.id, queue_id=qcfg.id, service_day=day, last_number=1)
+            ins = self._upsert()(m.Counter).values(hall_id=hall.id, queue_id=qcfg.id, service_day=day, last_number=1)
             ins = ins.on_conflict_do_update(
                 index_elements=["hall_id", "queue_id", "service_day"],
                 set_={"last_number": m.Counter.__table__.c.last_number + 1},
@@ -468,61 +468,62 @@ class QueueService:
 
         return self._run(work)  # type: ignore[return-value]
 
-    def sign_out(self, hall_id: str, window: str, clerk: str | None = None) -> WindowPayload:
+    def _window_change(
+        self, hall_id: str, window: str, clerk: str | None, change: Callable[[Session, Hall, m.WindowState, dt.datetime], None],
+        *, require_open: bool = True,
+    ) -> WindowPayload:
+        """Lock the window, apply ``change``, publish the window's new state: the shape of every
+        window-state action that is not about a ticket."""
         hall = self.hall(hall_id)
 
         def work(s: Session, out: Outbox) -> WindowPayload:
             now = self.clock()
             ws = self._lock_window(s, hall, window)
-            self._require_open(ws, clerk)
-            if self._current(s, ws, required=False) is not None:
-                raise Conflict("请先办结或处理当前号再签退 (finish the current ticket first)", code="ticket_in_progress")
+            if require_open:
+                self._require_open(ws, clerk)
+            change(s, hall, ws, now)
+            ws.updated_at = now
+            s.flush()
+            self._window_event(s, out, hall, ws)
+            return self._window_view(s, hall, ws)
+
+        return self._run(work)  # type: ignore[return-value]
+
+    def _require_no_ticket(self, s: Session, ws: m.WindowState, doing: str) -> None:
+        if self._current(s, ws, required=False) is not None:
+            raise Conflict(f"请先办结或处理当前号再{doing} (finish the current ticket first)", code="ticket_in_progress")
+
+    def sign_out(self, hall_id: str, window: str, clerk: str | None = None) -> WindowPayload:
+        def change(s: Session, hall: Hall, ws: m.WindowState, now: dt.datetime) -> None:
+            self._require_no_ticket(s, ws, "签退")
             self._log_window(s, hall, ws, "sign_out", now)
             ws.clerk, ws.signed_in_at, ws.paused, ws.pause_reason, ws.paused_at = None, None, False, None, None
-            ws.ticket_id, ws.updated_at = None, now
-            s.flush()
-            self._window_event(s, out, hall, ws)
-            return self._window_view(s, hall, ws)
+            ws.ticket_id = None
 
-        return self._run(work)  # type: ignore[return-value]
+        return self._window_change(hall_id, window, clerk, change)
 
     def pause(self, hall_id: str, window: str, reason: str, clerk: str | None = None) -> WindowPayload:
-        hall = self.hall(hall_id)
-        if not reason.strip():
+        reason = reason.strip()
+        if not reason:
             raise BadRequest("暂停需要填写原因 (a pause needs a reason)", code="reason_required")
 
-        def work(s: Session, out: Outbox) -> WindowPayload:
-            now = self.clock()
-            ws = self._lock_window(s, hall, window)
-            self._require_open(ws, clerk)
+        def change(s: Session, hall: Hall, ws: m.WindowState, now: dt.datetime) -> None:
             if ws.paused:
                 raise Conflict(f"{window}号窗口已暂停 (already paused)", code="already_paused")
-            if self._current(s, ws, required=False) is not None:
-                raise Conflict("请先办结或处理当前号再暂停 (finish the current ticket first)", code="ticket_in_progress")
-            ws.paused, ws.pause_reason, ws.paused_at, ws.updated_at = True, reason.strip(), now, now
-            self._log_window(s, hall, ws, "pause", now, reason.strip())
-            s.flush()
-            self._window_event(s, out, hall, ws)
-            return self._window_view(s, hall, ws)
+            self._require_no_ticket(s, ws, "暂停")
+            ws.paused, ws.pause_reason, ws.paused_at = True, reason, now
+            self._log_window(s, hall, ws, "pause", now, reason)
 
-        return self._run(work)  # type: ignore[return-value]
+        return self._window_change(hall_id, window, clerk, change)
 
     def resume(self, hall_id: str, window: str, clerk: str | None = None) -> WindowPayload:
-        hall = self.hall(hall_id)
-
-        def work(s: Session, out: Outbox) -> WindowPayload:
-            now = self.clock()
-            ws = self._lock_window(s, hall, window)
-            self._require_open(ws, clerk)
+        def change(s: Session, hall: Hall, ws: m.WindowState, now: dt.datetime) -> None:
             if not ws.paused:
                 raise Conflict(f"{window}号窗口未暂停 (not paused)", code="not_paused")
-            ws.paused, ws.pause_reason, ws.paused_at, ws.updated_at = False, None, None, now
+            ws.paused, ws.pause_reason, ws.paused_at = False, None, None
             self._log_window(s, hall, ws, "resume", now)
-            s.flush()
-            self._window_event(s, out, hall, ws)
-            return self._window_view(s, hall, ws)
 
-        return self._run(work)  # type: ignore[return-value]
+        return self._window_change(hall_id, window, clerk, change)
 
     def set_window_queues(self, hall_id: str, window: str, queues: list[str] | None) -> WindowPayload:
         """A manager moves a window to other queues (None restores the configured ones)."""
@@ -532,15 +533,10 @@ class QueueService:
         if queues is not None and not queues:
             raise BadRequest("窗口至少要服务一个队列 (a window serves at least one queue)")
 
-        def work(s: Session, out: Outbox) -> WindowPayload:
-            ws = self._lock_window(s, hall, window)
+        def change(s: Session, hall: Hall, ws: m.WindowState, now: dt.datetime) -> None:
             ws.queues_override = list(queues) if queues else None
-            ws.updated_at = self.clock()
-            s.flush()
-            self._window_event(s, out, hall, ws)
-            return self._window_view(s, hall, ws)
 
-        return self._run(work)  # type: ignore[return-value]
+        return self._window_change(hall_id, window, None, change, require_open=False)
 
     # ---- calling -----------------------------------------------------------------------------
     def _candidates(self, s: Session, hall: Hall, window: str, queues: list[str], now: float) -> list[routing.Candidate]:
