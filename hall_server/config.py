@@ -66,6 +66,7 @@ class Queue(Strict):
     default_handle_minutes: float = Field(default=8, gt=0)
     priority_ratio: int | None = Field(default=None, ge=0)
     max_wait_minutes: float | None = Field(default=None, gt=0)
+    max_waiting: int | None = Field(default=None, gt=0, description="alert above this many waiting; default: the hall's alerts.max_queue_length")
 
 
 class Matter(Strict):
@@ -122,6 +123,13 @@ class Appointments(Strict):
     early_minutes: int = Field(default=30, ge=0)
     late_minutes: int = Field(default=15, ge=0)
     late_policy: Literal["refuse", "normal"] = "normal"
+    # online booking (hall_server/appointments.py)
+    slot_minutes: int = Field(default=30, ge=5, le=240, description="length of a bookable time slot")
+    slot_capacity: int = Field(default=4, ge=0, description="bookings per slot per queue")
+    queue_capacity: dict[str, int] = Field(default_factory=dict, description="per-queue slot capacity override; 0 = no booking")
+    hours: list[Period] = Field(default_factory=list, description="bookable hours; empty: the queue's hours, else 08:30-12:00 and 13:30-17:30")
+    days_ahead: int = Field(default=7, ge=0, le=90, description="how many days ahead one may book")
+    per_person_per_day: int = Field(default=1, ge=1, description="active bookings per ID card per day per queue")
 
 
 DEVICE_KINDS = ("kiosk", "caller", "evalpad", "screen", "gateway", "led", "printer", "reader")
@@ -139,6 +147,24 @@ class Device(Strict):
     @classmethod
     def _window_as_text(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int) else v
+
+
+class AlertRules(Strict):
+    """Thresholds of the manager dashboard's alerts (a queue's wait target is its target_wait_minutes)."""
+
+    max_queue_length: int = Field(default=30, gt=0, description="alert when more tickets than this wait in a queue")
+    max_pause_minutes: float = Field(default=15, gt=0, description="alert when a window stays paused longer")
+    check_seconds: float = Field(default=10, gt=0, le=600, description="how often the server checks the rules")
+
+
+class EvaluationRules(Strict):
+    """好差评 at this hall: how long the pad waits for a grade, and the follow-up deadline of a 差评."""
+
+    timeout_seconds: int = Field(default=30, ge=5, le=255, description="pad prompt; no answer in time = unrated")
+    followup_working_days: int = Field(default=5, ge=1, le=60, description="限期整改: working days to close a case")
+    followup_assignee: str | None = Field(default=None, description="manager username; default the hall's first manager")
+    holidays: list[dt.date] = Field(default_factory=list, description="public holidays (not working days)")
+    workdays: list[dt.date] = Field(default_factory=list, description="weekend days worked (调休上班)")
 
 
 class Hall(Strict):
@@ -164,6 +190,8 @@ class Hall(Strict):
     person_limits: PersonLimits = PersonLimits()
     appointments: Appointments = Appointments()
     devices: list[Device] = Field(default_factory=list)
+    evaluation: EvaluationRules = EvaluationRules()
+    alerts: AlertRules = AlertRules()
 
     @field_validator("timezone")
     @classmethod

@@ -42,6 +42,7 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
 class Database:
     def __init__(self, url: str, *, pool_size: int = 20) -> None:
         self.url = url
+        self.closed = False
         self.engine = make_engine(url, pool_size=pool_size)
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
@@ -63,4 +64,6 @@ class Database:
             yield session
 
     def dispose(self) -> None:
+        """Close the pool for good; background loops of this app (publisher, alert monitor) stop."""
+        self.closed = True
         self.engine.dispose()

@@ -46,7 +46,7 @@ class Publisher:
             self._q.put(outbox)
 
     def _loop(self) -> None:
-        while True:
+        while not self.service.db.closed:
             try:
                 item = self._q.get(timeout=QUEUES_INTERVAL / 2)
             except queue.Empty:

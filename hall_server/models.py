@@ -183,3 +183,11 @@ class AuthToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# Feature tables live in their own modules; importing them here registers them with Base.metadata.
+from . import device_status_models  # noqa: E402,F401
+from . import notice_models  # noqa: E402,F401
+from . import evaluation_models  # noqa: E402,F401
+from . import alert_models  # noqa: E402,F401
+from . import appointment_models  # noqa: E402,F401

@@ -16,11 +16,13 @@ import datetime as dt
 import logging
 import secrets
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Literal
 
-from sqlalchemy import and_, func, or_, select, union_all, update
+from sqlalchemy import Date, and_, bindparam, func, insert, or_, select, text, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,6 +48,13 @@ CANDIDATES_PER_CLASS = 4
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class _IssueStatements:
+    counter: object
+    ticket: object
+    event: object
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,7 @@ class QueueService:
         self._rolled: dict[str, dt.date] = {}
         # estimate inputs change slowly; recomputing them on every ticket was a third of an issue's cost
         self._estimate_cache: dict[tuple[str, ...], tuple[float, object]] = {}
+        self._issue_stmts: _IssueStatements | None = None
 
     ESTIMATE_CACHE_SECONDS = 2.0
 
@@ -125,23 +135,46 @@ class QueueService:
         self, s: Session, out: Outbox, hall: Hall, t: m.Ticket, kind: TicketEventType, now: dt.datetime,
         actor: str | None, **data: object,
     ) -> None:
-        ev = m.TicketEvent(ticket_id=t.id, hall_id=hall.id, kind=kind, at=now, queue_id=t.queue_id,
-                           window=t.window, actor=actor, data=data)
-        s.add(ev)
-        s.flush()
         rooms = [f"hall:{hall.id}"]
         if t.window:
             rooms.append(f"hall:{hall.id}:window:{t.window}")
         if t.target_window and t.target_window != t.window:
             rooms.append(f"hall:{hall.id}:window:{t.target_window}")
-        payload = TicketEventPayload(type=kind, hall=hall.id, seq=ev.id, at=now, window=t.window,
+        payload = TicketEventPayload(type=kind, hall=hall.id, seq=0, at=now, window=t.window,
                                      ticket=self._view(hall, t))
+        self._pending_event(s, {"ticket_id": t.id, "hall_id": hall.id, "kind": kind, "at": now,
+                                "queue_id": t.queue_id, "window": t.window, "actor": actor, "data": data}, payload)
         out.add("ticket", hall.id, payload, rooms)
+
+    @staticmethod
+    def _pending_event(s: Session, row: dict[str, object], payload: TicketEventPayload) -> None:
+        """Events are written at the end of their transaction (see ``_write_events``); the payload's
+        ``seq`` is filled in then."""
+        s.info.setdefault("events", []).append((row, payload))
+
+    def _write_events(self, s: Session) -> None:
+        """Insert the transaction's ticket events just before it commits, so that ``seq`` (the
+        ticket_events id) follows commit order within a hall. On PostgreSQL ids come from a sequence at
+        insert time, so two transactions could commit in the other order, and a client that keeps the
+        highest seq it applied (or a snapshot's ``last_seq``) would skip the lower one: a call missing
+        from a board. A per-hall transaction lock taken here, held only for these inserts and the
+        commit, rules that out. SQLite already has one writer at a time."""
+        pending = s.info.pop("events", None)
+        if not pending:
+            return
+        s.flush()  # the tickets the events point at
+        if self.db.is_postgres:
+            for hall_id in sorted({row["hall_id"] for row, _ in pending}):  # type: ignore[type-var]
+                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"hall-seq:{hall_id}".encode())})
+        stmt = self._issue_statements().event
+        for row, payload in pending:
+            payload.seq = s.execute(stmt, row).scalar_one()
 
     def _run(self, fn: Callable[[Session, Outbox], object]) -> object:
         out = Outbox()
         with self.db.write() as s:
             result = fn(s, out)
+            self._write_events(s)
         self.publish(out)  # after the commit, never before
         return result
 
@@ -174,6 +207,7 @@ class QueueService:
             t.status = TicketStatus.EXPIRED.value
             t.closed_at = now
             self._event(s, out, hall, t, "expired", now, "system", reason="service day ended")
+        s.flush()  # the caller may go on in Core statements, which see only flushed rows
         log.info("%s: new service day %s; %d waiting tickets closed", hall.id, day, len(stale))
 
     def rollover(self, hall_id: str) -> None:
@@ -241,7 +275,7 @@ class QueueService:
                 person_masked = identity.mask_id(id_number)
             except identity.InvalidIdNumber as exc:
                 raise BadRequest(str(exc), code="invalid_id_number") from None
-        elif needs_identity:
+        elif needs_identity and channel not in ("appointment", "guide"):  # booked with it / staff checked it
             raise Conflict("该事项需要刷身份证取号 (this matter needs an ID card)", code="identity_required")
 
         prio = False
@@ -281,52 +315,77 @@ class QueueService:
                 hours = "、".join(f"{p.start:%H:%M}-{p.end:%H:%M}" for p in qcfg.hours)
                 raise Conflict(f"{qcfg.name}不在取号时间，取号时间为{hours}", code="outside_hours")
 
-        def work(s: Session, out: Outbox) -> tuple[m.Ticket, int, float, bool]:
+        token = secrets.token_urlsafe(18)
+        row = dict(
+            hall_id=hall.id, queue_id=qcfg.id, origin_queue_id=qcfg.id, service_day=day,
+            status=TicketStatus.WAITING.value, channel=channel, priority_class=priority_class, priority=prio,
+            matter_id=matter, bundle_id=bundle, stage=qcfg.stage, place=place, eligible_at=eligible_at, recalls=0,
+            person_hash=person_hash, person_masked=person_masked, request_id=request_id, public_token=token,
+            note=note, issued_at=now, target_window=None, window=None,
+        )
+        stmts = self._issue_statements()
+
+        def work(s: Session, out: Outbox) -> tuple[TicketView, int, float]:
+            # The hot path in Core statements built once: counter upsert, ticket insert, event insert,
+            # people-ahead count. A retried request id hits uq_ticket_request and is answered below.
             self._ensure_day(s, out, hall, now)
-            existing = s.scalar(select(m.Ticket).where(m.Ticket.hall_id == hall.id, m.Ticket.request_id == request_id))
-            if existing is not None:
-                ahead, wait = self._estimate_for(s, hall, existing, now)
-                return existing, ahead, wait, True
-            ins = self._upsert()(m.Counter).values(hall_id=hall.id, queue_id=qcfg.id, service_day=day, last_number=1)
-            ins = ins.on_conflict_do_update(
-                index_elements=["hall_id", "queue_id", "service_day"],
-                set_={"last_number": m.Counter.__table__.c.last_number + 1},
-            ).returning(m.Counter.__table__.c.last_number)
-            number = s.execute(ins).scalar_one()
+            conn = s.connection()  # Core on the connection: no ORM bookkeeping on this path
+            number = conn.execute(stmts.counter, {"hall_id": hall.id, "queue_id": qcfg.id, "service_day": day}).scalar_one()
             if qcfg.daily_cap is not None and number > qcfg.daily_cap:
                 raise Conflict(f"{qcfg.name}今日号源已取完（每日{qcfg.daily_cap}个），请改日再来",
                                code="daily_cap_reached")
             if person_hash is not None:
                 self._check_person_limits(s, hall, qcfg.id, person_hash, day)
-            t = m.Ticket(
-                hall_id=hall.id, queue_id=qcfg.id, origin_queue_id=qcfg.id, service_day=day, number=number,
-                display=numbering.format_number(qcfg.prefix, number), status=TicketStatus.WAITING.value,
-                channel=channel, priority_class=priority_class, priority=prio, matter_id=matter,
-                bundle_id=bundle, stage=qcfg.stage, place=place, eligible_at=eligible_at, recalls=0,
-                person_hash=person_hash, person_masked=person_masked, request_id=request_id,
-                public_token=secrets.token_urlsafe(18), note=note, issued_at=now,
+            display = numbering.format_number(qcfg.prefix, number)
+            tid = conn.execute(stmts.ticket, {**row, "number": number, "display": display}).scalar_one()
+            view = TicketView(
+                id=tid, number=display, queue=qcfg.id, queue_name=qcfg.name, status=TicketStatus.WAITING.value,
+                status_label=STATUS_LABELS[TicketStatus.WAITING], stage=qcfg.stage, priority=prio,
+                priority_class=priority_class, window=None, recalls=0, issued_at=now,
             )
-            s.add(t)
-            s.flush()
-            self._event(s, out, hall, t, "issued", now, actor, channel=channel)
-            ahead, wait = self._estimate_for(s, hall, t, now)
-            return t, ahead, wait, False
+            payload = TicketEventPayload(type="issued", hall=hall.id, seq=0, at=now, window=None, ticket=view)
+            self._pending_event(s, {"ticket_id": tid, "hall_id": hall.id, "kind": "issued", "at": now,
+                                    "queue_id": qcfg.id, "window": None, "actor": actor,
+                                    "data": {"channel": channel}}, payload)
+            out.add("ticket", hall.id, payload, [f"hall:{hall.id}"])
+            ahead, wait = self._estimate(s, conn, hall, qcfg.id, day, tid, place, prio, now)
+            return view, ahead, wait
 
         try:
-            t, ahead, wait, replayed = self._run(work)  # type: ignore[misc]
-        except IntegrityError:
-            # the same request id raced with itself: the other attempt committed, answer with its ticket
+            view, ahead, wait = self._run(work)  # type: ignore[misc]
+        except (IntegrityError, Conflict) as exc:
+            # a retried request id: answer with the ticket it already issued (even if a limit is now reached)
             with self.db.read() as s:
                 t = s.scalar(select(m.Ticket).where(m.Ticket.hall_id == hall.id, m.Ticket.request_id == request_id))
                 if t is None:
-                    raise
+                    raise exc from None
                 ahead, wait = self._estimate_for(s, hall, t, now)
-                replayed = True
-        return IssuedTicket(
-            ticket=self._view(hall, t), hall=hall.id, people_ahead=ahead, estimated_wait_seconds=wait,
-            public_token=t.public_token, person_masked=t.person_masked, service_day=t.service_day,
-            replayed=replayed,
-        )
+            return IssuedTicket(
+                ticket=self._view(hall, t), hall=hall.id, people_ahead=ahead, estimated_wait_seconds=wait,
+                public_token=t.public_token, person_masked=t.person_masked, service_day=t.service_day,
+                replayed=True,
+            )
+        return IssuedTicket(ticket=view, hall=hall.id, people_ahead=ahead, estimated_wait_seconds=wait,
+                            public_token=token, person_masked=person_masked, service_day=day, replayed=False)
+
+    def _issue_statements(self) -> "_IssueStatements":
+        if self._issue_stmts is None:
+            tickets, events = m.Ticket.__table__, m.TicketEvent.__table__
+            # text(): SQLAlchemy cannot cache a compiled ON CONFLICT statement; this SQL is the same on
+            # SQLite (>= 3.35) and PostgreSQL
+            counter = text(
+                "INSERT INTO counters (hall_id, queue_id, service_day, last_number) "
+                "VALUES (:hall_id, :queue_id, :service_day, 1) "
+                "ON CONFLICT (hall_id, queue_id, service_day) DO UPDATE SET last_number = counters.last_number + 1 "
+                "RETURNING last_number"
+            ).bindparams(bindparam("service_day", type_=Date))
+            self._issue_stmts = _IssueStatements(
+                counter=counter,
+                ticket=insert(tickets).returning(tickets.c.id),
+                event=insert(events).returning(events.c.id),
+            )
+        return self._issue_stmts
+
 
     def _check_person_limits(self, s: Session, hall: Hall, queue_id: str, person_hash: str, day: dt.date) -> None:
         rows = s.execute(
@@ -375,21 +434,30 @@ class QueueService:
     def _estimate_for(self, s: Session, hall: Hall, t: m.Ticket, now: dt.datetime) -> tuple[int, float]:
         if t.status != TicketStatus.WAITING.value:
             return 0, 0.0
-        ahead_cond = or_(m.Ticket.place < t.place, and_(m.Ticket.place == t.place, m.Ticket.id < t.id))
-        if not t.priority:
-            ahead_cond = or_(ahead_cond, m.Ticket.priority.is_(True))
-        else:
-            ahead_cond = and_(ahead_cond, m.Ticket.priority.is_(True))
-        ahead = s.scalar(
-            select(func.count()).where(
-                m.Ticket.hall_id == hall.id, m.Ticket.queue_id == t.queue_id,
-                m.Ticket.status == TicketStatus.WAITING.value, m.Ticket.id != t.id, ahead_cond,
-            )
-        ) or 0
-        handling = self._cached(("handling", hall.id, t.queue_id, t.service_day.isoformat()),
-                                lambda: self._handling_seconds(s, hall, t.queue_id, t.service_day))
+        return self._estimate(s, s.connection(), hall, t.queue_id, t.service_day, t.id, t.place, t.priority, now)
+
+    _AHEAD = {
+        # waiting tickets of the queue that a ticket at (place, id) would be called after
+        prio: select(func.count()).where(
+            m.Ticket.hall_id == bindparam("hall_id"), m.Ticket.queue_id == bindparam("queue_id"),
+            m.Ticket.status == TicketStatus.WAITING.value, m.Ticket.id != bindparam("id"),
+            and_(or_(m.Ticket.place < bindparam("place"),
+                     and_(m.Ticket.place == bindparam("place"), m.Ticket.id < bindparam("id"))),
+                 m.Ticket.priority.is_(True)) if prio else
+            or_(m.Ticket.place < bindparam("place"), and_(m.Ticket.place == bindparam("place"), m.Ticket.id < bindparam("id")),
+                m.Ticket.priority.is_(True)),
+        )
+        for prio in (False, True)
+    }
+
+    def _estimate(self, s: Session, conn: Connection, hall: Hall, queue_id: str, day: dt.date, ticket_id: int, place: float,
+                  priority: bool, now: dt.datetime) -> tuple[int, float]:
+        ahead = conn.execute(self._AHEAD[bool(priority)],
+                          {"hall_id": hall.id, "queue_id": queue_id, "id": ticket_id, "place": place}).scalar() or 0
+        handling = self._cached(("handling", hall.id, queue_id, day.isoformat()),
+                                lambda: self._handling_seconds(s, hall, queue_id, day))
         shares = self._cached(("shares", hall.id), lambda: self._window_shares(s, hall))
-        windows = shares.get(t.queue_id, 0.0)  # type: ignore[attr-defined]
+        windows = shares.get(queue_id, 0.0)  # type: ignore[attr-defined]
         return ahead, estimate.estimate_wait(ahead, handling, windows)  # type: ignore[arg-type]
 
     # ---- windows -----------------------------------------------------------------------------
@@ -539,20 +607,24 @@ class QueueService:
         return self._window_change(hall_id, window, None, change, require_open=False)
 
     # ---- calling -----------------------------------------------------------------------------
-    def _candidates(self, s: Session, hall: Hall, window: str, queues: list[str], now: float) -> list[routing.Candidate]:
+    def _candidates(self, s: Session, hall: Hall, window: str, queues: list[str], now: float,
+                    exclude: set[int] | None = None, limit: int = CANDIDATES_PER_CLASS) -> list[routing.Candidate]:
         """The first few waiting tickets of each served queue and class, and those sent to this window:
-        one small indexed query per branch, so the cost does not grow with the waiting pool."""
+        one small indexed query per branch, so the cost does not grow with the waiting pool. ``exclude``
+        holds tickets this call failed to claim because another window is claiming them right now."""
         T = m.Ticket
         cols = (T.id, T.queue_id, T.place, T.priority, T.eligible_at, T.target_window)
+        skip = (T.id.not_in(sorted(exclude)),) if exclude else ()
         branches = [
             select(*cols).where(T.hall_id == hall.id, T.queue_id == q, T.status == TicketStatus.WAITING.value,
-                                T.priority.is_(prio), T.target_window.is_(None), T.eligible_at <= now)
-            .order_by(T.place, T.id).limit(CANDIDATES_PER_CLASS).subquery().select()
+                                T.priority.is_(prio), T.target_window.is_(None), T.eligible_at <= now, *skip)
+            .order_by(T.place, T.id).limit(limit).subquery().select()
             for q in queues for prio in (False, True)
         ]
         branches.append(
-            select(*cols).where(T.hall_id == hall.id, T.status == TicketStatus.WAITING.value, T.target_window == window)
-            .order_by(T.place, T.id).limit(CANDIDATES_PER_CLASS).subquery().select())
+            select(*cols).where(T.hall_id == hall.id, T.status == TicketStatus.WAITING.value, T.target_window == window,
+                                *skip)
+            .order_by(T.place, T.id).limit(limit).subquery().select())
         rows = s.execute(union_all(*branches)).all()
         return [
             routing.Candidate(ticket_id=r.id, queue=r.queue_id, place=r.place, priority=r.priority,
@@ -608,8 +680,10 @@ class QueueService:
                 ratio=q.priority_ratio if q.priority_ratio is not None else hall.priority.ratio,
                 max_wait=(q.max_wait_minutes or hall.priority.max_normal_wait_minutes or 0) * 60 or None,
             ) for q in hall.queues}
-            for _attempt in range(8):
-                cands = self._candidates(s, hall, window, queues, now.timestamp())
+            contested: set[int] = set()  # being claimed by other windows at this moment
+            for attempt in range(8):
+                cands = self._candidates(s, hall, window, queues, now.timestamp(), contested,
+                                         CANDIDATES_PER_CLASS << attempt)
                 if not cands:
                     return None
                 streaks = dict(s.execute(select(m.QueueState.queue_id, m.QueueState.priority_streak)
@@ -619,6 +693,7 @@ class QueueService:
                 for c in ranked:
                     if self._claim(s, c.ticket_id, window, ws.clerk, now):
                         return self._view(hall, self._after_call(s, out, hall, ws, c.ticket_id, now, actor))
+                    contested.add(c.ticket_id)
             raise Conflict("叫号繁忙，请重试 (could not claim a ticket; retry)", code="busy")
 
         return self._run(work)  # type: ignore[return-value]

@@ -31,3 +31,27 @@ def estimate_wait(people_ahead: int, handling_seconds: float, windows: float) ->
     if people_ahead <= 0:
         return 0.0
     return people_ahead * handling_seconds / (windows if windows > 0 else 1.0)
+
+
+# ---- candidates measured by `hall simulate` (docs/benchmarks.md) ------------------------------------
+RATE_WINDOW_SECONDS = 1800.0
+MIN_RATE_CALLS = 5
+
+
+def estimate_wait_departures(people_ahead: int, handling_seconds: float, windows: float, free_windows: int = 0) -> float:
+    """Time until ``people_ahead + 1`` windows have come free: the ticket itself needs a window too,
+    unless one serving its queue is idle now."""
+    needed = people_ahead + 1 - free_windows
+    if needed <= 0:
+        return 0.0
+    return needed * handling_seconds / (windows if windows > 0 else 1.0)
+
+
+def estimate_wait_rate(people_ahead: int, recent_calls: int, span_seconds: float, handling_seconds: float,
+                       windows: float, free_windows: int = 0) -> float:
+    """From the queue's own call rate over the last ``span_seconds`` (which already reflects pauses,
+    priority tickets and multi-queue windows); the departure estimate while there are too few calls."""
+    if recent_calls < MIN_RATE_CALLS:
+        return estimate_wait_departures(people_ahead, handling_seconds, windows, free_windows)
+    needed = people_ahead + 1 - free_windows
+    return max(0, needed) * span_seconds / recent_calls

@@ -20,6 +20,9 @@ def reset_postgres() -> None:
     global _pg_ready
     engine = sa.create_engine(PG_URL)
     with engine.begin() as conn:
+        # connections a finished test left behind (a server thread still polling) would deadlock TRUNCATE
+        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
         if not _pg_ready:
             conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
         else:
