@@ -28,3 +28,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # PostgreSQL is part of the product: in CI its absence is a failure, not a skip.
     if os.environ.get("CI") and not pg_available():
         raise pytest.UsageError(f"PostgreSQL is not reachable at {PG_URL}; `make test` should have started it")
+
+
+from tests.browser import browser, page  # noqa: E402,F401  (page tests in every folder)
