@@ -56,8 +56,22 @@ def _start_pcscd() -> None:
                     f"{out.stderr.strip()}")
 
 
-@pytest.fixture(scope="module")  # pcscd --auto-exit quits after 60 s without clients
-def pcscd() -> None:
+def _hold_pcscd() -> int | None:
+    """A context kept open for the module: pcscd --auto-exit quits after 60 s without clients, and a
+    pcscd left idle by an earlier module may be about to do just that when this one starts."""
+    from smartcard import scard
+
+    for _attempt in range(3):
+        _start_pcscd()
+        hr, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        if hr == scard.SCARD_S_SUCCESS:
+            return ctx
+        time.sleep(1.0)  # it exited between the script's check and our connect: start it again
+    return None
+
+
+@pytest.fixture(scope="module")
+def pcscd() -> Iterator[None]:
     if shutil.which("pcscd") is None and not os.path.exists("/usr/sbin/pcscd"):
         pytest.skip("pcscd is not installed (Debian package pcscd)")
     if not VPCD_LIB.exists():
@@ -66,13 +80,20 @@ def pcscd() -> None:
         import smartcard.scard  # noqa: F401
     except ImportError:
         pytest.fail("pcscd is installed but pyscard is not: pip install 'hall-queue[pcsc]'")
-    _start_pcscd()
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if READER0 in _scard_readers():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"pcscd runs but the reader {READER0!r} never appeared; readers: {_scard_readers()}")
+    from smartcard import scard
+
+    ctx = _hold_pcscd()
+    if ctx is None:
+        pytest.fail("pcscd started but no client could connect to it")
+    try:
+        deadline = time.monotonic() + WAIT
+        while READER0 not in _scard_readers():
+            if time.monotonic() > deadline:
+                pytest.fail(f"pcscd runs but the reader {READER0!r} never appeared; readers: {_scard_readers()}")
+            time.sleep(0.2)
+        yield
+    finally:
+        scard.SCardReleaseContext(ctx)
 
 
 class Recorder:
