@@ -66,6 +66,7 @@ def create_app(
 ) -> tuple[OpenAPI, SocketIO]:
     app = OpenAPI(
         __name__,
+        static_folder=None,  # /static/... is served by hall_server.web (shared vendored libraries)
         info=Info(title="政务服务大厅排队叫号 API", version="1"),
         security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
         doc_prefix="/api/v1", doc_url="/openapi.json", doc_ui=True,
@@ -84,6 +85,16 @@ def create_app(
     authn = Auth(config, db, clock=clock)
     service.publish = Publisher(socketio, service)
     app.extensions["hall"] = {"service": service, "auth": authn, "db": db, "config": config, "socketio": socketio}
+    from .evaluation import EvaluationHook, EvaluationService  # 好差评: requests follow finished services
+
+    service.publish = EvaluationHook(service.publish, None)
+    # late-bound: evaluation and follow-up events pass the whole publish chain, like ticket events
+    evaluations = EvaluationService(config, db, clock=clock, publish=lambda outbox: service.publish(outbox))
+    service.publish.evaluations = evaluations
+    app.extensions["hall"]["evaluations"] = evaluations
+    from .api_manager import install as install_manager  # dashboard figures and alerts
+
+    install_manager(app, socketio, background=clock is utcnow)  # on a fake clock tests run the checks
     register_socket_handlers(socketio, service, authn)
 
     @app.before_request
@@ -127,6 +138,25 @@ def create_app(
             return jsonify({"status": "error", "database": str(exc)[:200]}), 503
 
     app.register_api(api)
+    from .device_status import devices_api
+
+    app.register_api(devices_api)
+    from .console_api import console_api
+    from .notice import notice_api
+
+    app.register_api(console_api)
+    app.register_api(notice_api)
+    from .evaluation_api import evaluation_api
+    from .report_api import report_api
+
+    app.register_api(evaluation_api)
+    app.register_api(report_api)
+    from .kiosk_api import kiosk_api
+
+    app.register_api(kiosk_api)
+    from .web import register_pages
+
+    register_pages(app)
     return app, socketio
 
 

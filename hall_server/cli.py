@@ -91,6 +91,10 @@ def start_day_keeper(app, interval: float = 30.0) -> threading.Thread:  # type: 
                     service.rollover(hall.id)
                 except Exception:
                     log.exception("day rollover failed for %s", hall.id)
+                try:
+                    app.extensions["hall"]["evaluations"].sweep_overdue(hall.id)
+                except Exception:
+                    log.exception("follow-up overdue check failed for %s", hall.id)
             time.sleep(interval)
 
     t = threading.Thread(target=loop, name="day-keeper", daemon=True)
@@ -120,6 +124,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from .gateway.run import run_gateway
+
+    return run_gateway(args.gateway_config)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulate import run_cli
+
+    return run_cli(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hall", description="政务服务大厅排队叫号系统")
     parser.add_argument("-c", "--config", help="hall config file (TOML or YAML); default $HALL_CONFIG or hall.toml")
@@ -146,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--dir", default="var/demo")
     demo.add_argument("--quiet-traffic", action="store_true", help="no simulated citizens and clerks")
     demo.set_defaults(fn=cmd_demo)
+    gw = sub.add_parser("gateway", help="run the hall device gateway (LED boards, pads, voice); see docs/gateway.md")
+    gw.add_argument("gateway_config", help="the gateway's TOML file")
+    gw.set_defaults(fn=cmd_gateway)
+    from .simulate import add_arguments as simulate_arguments
+
+    simulate_arguments(sub.add_parser("simulate", help="simulate a hall day through the real queue engine")).set_defaults(
+        fn=cmd_simulate)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
