@@ -12,8 +12,9 @@ import argparse
 import logging
 import os
 import random
+import signal
+import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,8 @@ def run_demo(args: argparse.Namespace) -> int:
     if not args.quiet_traffic:
         DemoTraffic(base, cfg, kiosks, clerks[:6]).start()
     start_day_keeper(app)
+    # `kill`, `timeout` and service managers send SIGTERM: stop the gateway, kiosks and simulators too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         socketio.run(app, host="127.0.0.1", port=args.port, allow_unsafe_werkzeug=True, log_output=False,
                      use_reloader=False)
