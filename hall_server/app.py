@@ -118,7 +118,8 @@ def create_app(
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
         messages = {404: "没有这个地址 (no such URL)", 405: "不支持该请求方法 (method not allowed)",
-                    413: "请求体过大 (request too large)"}
+                    413: "请求体过大 (request too large)",
+                    429: f"请求过于频繁，请稍后再试 (too many requests: {exc.description})"}
         code = exc.code or 500
         return jsonify({"error": {"code": exc.name.lower().replace(" ", "_"),
                                   "message": messages.get(code, exc.description or exc.name)}}), code
@@ -154,6 +155,10 @@ def create_app(
     from .kiosk_api import kiosk_api
 
     app.register_api(kiosk_api)
+    from .ratelimit import install as install_rate_limits
+
+    install_rate_limits(app, config.server.public_rate_limit,
+                        redis_url if redis_url is not None else config.server.redis_url)
     from .web import register_pages
 
     register_pages(app)

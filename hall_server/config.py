@@ -318,6 +318,20 @@ class Server(Strict):
     secret_file: str = "var/secret.key"
     token_hours: float = Field(default=12, gt=0)
     retention_days: int = Field(default=365, gt=0, description="how long identity hashes are kept")
+    public_rate_limit: str = Field(
+        default="30 per minute; 300 per day",
+        description="per client address, on online booking and appointment look-up / cancellation")
+
+    @field_validator("public_rate_limit")
+    @classmethod
+    def _rate_limit(cls, v: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(v)
+        except ValueError:
+            raise ValueError(f"not a rate limit: {v!r}; expected e.g. '30 per minute; 300 per day'") from None
+        return v
 
 
 class HallConfig(Strict):

@@ -176,3 +176,26 @@ def test_catalogue_offers_pinyin_initials_and_waiting_counts(appt_hall: HallClie
     assert cat["bundles"][0]["mandatory"][0] == {"id": "licence", "name": "营业执照办理"}
     assert {q["id"]: q["waiting"] for q in cat["queues"]}["soc"] == 1
     assert cat["hall"]["elderly_age"] == 60
+
+
+def test_public_look_ups_are_rate_limited_per_address_but_kiosks_are_not(small_config: HallConfig, db_url: str,
+                                                                        clock: FakeClock) -> None:
+    cfg = small_config.model_copy(update={"server": small_config.server.model_copy(
+        update={"public_rate_limit": "5 per minute"})})
+    hc = make_client(cfg, db_url, clock)
+    try:
+        hc.device("kiosk1")
+        guesses = [hc.req("POST", "/api/v1/halls/t/appointments/lookup",
+                          json={"code": f"GUESS{i:03d}", "id_number": WANG}) for i in range(6)]
+        assert [r.status_code for r in guesses] == [404] * 5 + [429]
+        refused = guesses[-1]
+        assert refused.get_json()["error"]["code"] == "too_many_requests"
+        assert "请求过于频繁" in refused.get_json()["error"]["message"]
+        assert int(refused.headers["Retry-After"]) > 0
+        # cancelling counts on its own; a kiosk issuing tickets from the same address is never limited
+        assert hc.req("POST", "/api/v1/halls/t/appointments/cancel",
+                      json={"code": "GUESS999", "id_number": WANG}).status_code == 404
+        for _ in range(8):
+            hc.issue(matter="pension")
+    finally:
+        hc.db.dispose()

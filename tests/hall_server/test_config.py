@@ -89,3 +89,9 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
     with create_engine(url).connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_a_bad_public_rate_limit_names_its_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({**minimal(), "server": {"public_rate_limit": "lots"}}, "hall.toml")
+    assert "server.public_rate_limit" in str(err.value) and "'30 per minute; 300 per day'" in str(err.value)
