@@ -39,6 +39,7 @@ from .server import ROOT, fresh_database, free_port
 WINDOWS = 50
 HALL = "gwbench"
 PASSWORD = "bench-password-1"
+PG_DB = "bench_gateway"  # its own database: `bench` belongs to the server benchmark
 MARK_BEGIN, MARK_END = "<!-- gateway bench -->", "<!-- /gateway bench -->"
 
 
@@ -69,7 +70,7 @@ def summary(values_s: list[float]) -> dict[str, Any]:
 class Rig:
     def __init__(self, db: str, workdir: Path) -> None:
         self.db, self.workdir = db, workdir
-        self.url = fresh_database(db, workdir)
+        self.url = fresh_database(db, workdir, PG_DB)
         self.cfg_path = workdir / "gwbench.toml"
         self.cfg_path.write_text(hall_toml(), encoding="utf-8")
         self.port = free_port()

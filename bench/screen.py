@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import sqlalchemy as sa
 
 from .load import Client, summary_ms
-from .server import PG_ADMIN_URL, ROOT, free_port
+from .server import ROOT, fresh_database, free_port
 
 HALL = "bench"
 WINDOWS = 50
@@ -77,22 +76,6 @@ def screen_config(url: str):  # type: ignore[no-untyped-def]
         }],
         "users": [{"username": f"clerk{n:02d}", "name": f"窗口人员{n}", "role": "clerk"} for n in range(1, WINDOWS + 1)],
     }, "<bench.screen>")
-
-
-def fresh_database(kind: str, workdir: Path) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{workdir}/screen.db"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": PG_DB}).scalar():
-            conn.execute(sa.text(f'CREATE DATABASE "{PG_DB}"'))
-    admin.dispose()
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DB}"
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
-    return url
 
 
 def prepare(url: str) -> tuple[dict[str, str], str]:
@@ -222,7 +205,7 @@ def drive(base: str, tokens: dict[str, str], cycles: int, period: float
 def run_one(db: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
-    url = fresh_database(db, workdir)
+    url = fresh_database(db, workdir, PG_DB)
     tokens, kiosk = prepare(url)
     server = ServerProc(url, workdir)
     try:
