@@ -266,6 +266,12 @@ class SpeechRenderer:
     def backlog(self) -> int:
         return self._jobs.qsize()
 
+    @property
+    def pending(self) -> int:
+        """Sentences queued or being rendered (each counted once however often it was asked for)."""
+        with self._lock:
+            return len(self._inflight)
+
     def _ensure_thread(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
