@@ -9,8 +9,9 @@ and the simulator's share one clock). 50 clerks call over real HTTP:
 
 Measured per call: t0 = just before ``POST call-next`` (or ``recall``);
 board = the simulator executes the SHOW_CALLED frame for that ticket;
-WAV = the announcer has the WAV file (first rendered for a call, from the cache for a recall, which
-speaks the same sentence). Results: ``var/bench/gateway-<time>.json`` and a section of
+WAV = the announcer has the call's WAV file (joined from "请A001号", rendered when the gateway saw the
+ticket issued, and "到3号窗口办理", rendered at start-up; from the cache for a recall, which speaks the
+same sentence). The clerks start once the gateway has rendered the issued tickets' pieces. Results: ``var/bench/gateway-<time>.json`` and a section of
 ``docs/benchmarks.md`` between ``<!-- gateway bench -->`` markers.
 
     .venv/bin/python -m bench.gateway            # sqlite and postgres, 4 paced cycles per window

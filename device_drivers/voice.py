@@ -238,13 +238,17 @@ class SpeechRenderer:
         path = folder / self.cache_name(text, voice, rate)
         with self._lock:
             job = self._inflight.get(path)
-            if job is None and _cached(path):
+            cached = job is None and _cached(path)
+            if cached:
                 self.cache_hits += 1
-                fut: Future[Path] = Future()
-                if on_ready is not None:
-                    on_ready(path)
-                fut.set_result(path)
-                return fut
+        if cached:
+            fut: Future[Path] = Future()
+            if on_ready is not None:
+                on_ready(path)
+            fut.set_result(path)
+            return fut
+        with self._lock:
+            job = self._inflight.get(path)
             if job is None:
                 job = self._inflight[path] = _RenderJob(text, voice, int(rate), path, Future(), priority=priority)
             elif priority < job.priority and not job.future.running():
