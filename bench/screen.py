@@ -278,7 +278,7 @@ def write_doc(md: str) -> None:
 
     section = (f"{BEGIN}\n## Hall screen: call-next → screen updated (`python -m bench.screen`)\n\n"
                f"Measured {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} on {os.cpu_count()} cores "
-               f"(load average {Path('/proc/loadavg').read_text().split()[0]} before the run).\n\n{md}\n{END}\n")
+               f"(load average {Path('/proc/loadavg').read_text().split()[0]} when written; per run in the table).\n\n{md}\n{END}\n")
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
