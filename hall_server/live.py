@@ -31,6 +31,7 @@ from .service import QueueService
 
 log = logging.getLogger(__name__)
 QUEUES_INTERVAL = 0.5
+QUEUES_RETRIES = 3
 
 
 class Publisher:
@@ -41,6 +42,7 @@ class Publisher:
         self._dirty: set[str] = set()
         self._dirty_changed = threading.Condition()
         self._last_queues: dict[str, float] = {}
+        self._published = 0  # outboxes handed over after their commit: tells a query it was overtaken
         self._thread = threading.Thread(target=self._loop, name="live-publisher", daemon=True)
         self._thread.start()
         self._queues_thread = threading.Thread(target=self._queues_loop, name="live-queues", daemon=True)
@@ -48,6 +50,7 @@ class Publisher:
 
     def __call__(self, outbox: Outbox) -> None:
         if outbox.items or outbox.touched_halls:
+            self._published += 1
             self._q.put(outbox)
 
     def _loop(self) -> None:
@@ -83,7 +86,14 @@ class Publisher:
             for hall in due:
                 self._last_queues[hall] = now
                 try:
-                    payload = self.service.queues_payload(hall)
+                    # A commit during the query may be missing from it while its events go out before
+                    # this payload: query again (a few times; under a steady stream, publish anyway:
+                    # those commits marked the hall dirty, so a fresh payload follows).
+                    for _ in range(QUEUES_RETRIES):
+                        before = self._published
+                        payload = self.service.queues_payload(hall)
+                        if self._published == before:
+                            break
                     self.socketio.emit("queues", payload.model_dump(mode="json"), to=f"hall:{hall}")
                 except Exception:
                     log.exception("could not publish queue snapshot of %s", hall)
