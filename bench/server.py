@@ -22,8 +22,8 @@ PG_DB = "bench"  # never the tests' database `test`
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def pg_url() -> str:
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DB}"
+def pg_url(name: str = PG_DB) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
 def free_port() -> int:
@@ -32,18 +32,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def fresh_database(kind: str, workdir: Path) -> str:
-    """An empty database for one run: a new SQLite file, or database `bench` with its schema dropped."""
+def fresh_database(kind: str, workdir: Path, name: str = PG_DB) -> str:
+    """An empty database for one run: a new SQLite file, or PostgreSQL database ``name`` with its
+    schema dropped. Each benchmark has its own ``name`` so two can run at once."""
     if kind == "sqlite":
         for suffix in ("", "-wal", "-shm"):
             Path(f"{workdir}/hall.db{suffix}").unlink(missing_ok=True)
         return f"sqlite:///{workdir}/hall.db"
+    if name in ("test", "postgres"):
+        raise ValueError(f"refusing to drop the schema of database {name!r}")
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": PG_DB}).scalar():
-            conn.execute(sa.text(f'CREATE DATABASE "{PG_DB}"'))
+        if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": name}).scalar():
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    url = pg_url()
+    url = pg_url(name)
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"))

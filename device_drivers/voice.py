@@ -4,18 +4,25 @@ Three parts, each replaceable:
 
 * :class:`SpeechRenderer` owns the process's only pyttsx3 engine. pyttsx3 caches one engine per
   driver and espeak-ng is initialised once per process and is not thread-safe, so every render goes
-  through one worker thread fed by a ``queue.Queue``. Rendered WAVs are cached on disk under a name
-  derived from (spoken text, voice, rate): a repeated call is never synthesised twice.
+  through one worker thread fed by a priority queue: a call being announced goes before work done
+  ahead of time. Rendered WAVs are cached on disk under a name derived from (spoken text, voice,
+  rate): a repeated call is never synthesised twice, and a cached one never waits for the thread.
 * Players: :class:`CommandPlayer` runs e.g. ``["aplay", "-q", "{file}"]``; :class:`FilePlayer` only
   copies each played WAV into a folder and records the order (demo, tests, halls without speakers
   on this host); :class:`NullPlayer` discards.
 * :class:`Announcer` ties them together: ``announce()`` returns at once, calls are played in order,
   never overlapping, each repeated N times after an optional chime, and health is published.
+
+Speed: with a template that splits (see :mod:`.voice_phrases`), a call's sentence is two pieces,
+"请A001号" rendered by :meth:`Announcer.prepare` when the ticket is issued and "到3号窗口办理"
+rendered for every window by :meth:`Announcer.prepare_windows` at start-up; at call time the two
+cached WAVs are joined (:mod:`.wav_join`, about a millisecond) instead of synthesising the sentence.
 """
 from __future__ import annotations
 
 import array
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -24,14 +31,15 @@ import subprocess
 import threading
 import time
 import wave
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from queue import Queue
+from queue import PriorityQueue, Queue
 from typing import Any, Callable, Protocol, Sequence
 
 from .health import Health, HealthEvent, HealthReporter
-from .voice_phrases import DEFAULT_TEMPLATE, Phrase, PhraseBuilder
+from .voice_phrases import DEFAULT_TEMPLATE, Phrase, PhraseBuilder, PhraseValueError, Piece
+from .wav_join import JoinError, join_wavs
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,9 @@ KIND = "voice"
 DEFAULT_VOICE = "sit/cmn-latn-pinyin"  # pyttsx3's id for espeak-ng's lang/sit/cmn-Latn-pinyin
 DEFAULT_RATE = 150  # words per minute as espeak-ng counts them; 200 (pyttsx3's default) is hurried
 SAMPLE_RATE = 22050  # what pyttsx3's espeak driver writes
+URGENT, AHEAD = 0, 1  # render priorities: a call being announced, work done ahead of time
+JOIN_GAP_S = 0.08  # silence between joined pieces, in place of espeak-ng's own padding
+PAUSE_GAP_S = 0.25  # ... after a piece that ends with a pause mark (",", ".")
 
 
 class VoiceError(RuntimeError):
@@ -56,6 +67,13 @@ class PlaybackError(VoiceError):
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "hall-queue" / "voice"
+
+
+def _cached(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 44  # more than a bare WAV header
+    except FileNotFoundError:
+        return False
 
 
 def wav_duration(path: Path) -> float:
@@ -167,7 +185,8 @@ class _RenderJob:
     rate: int
     path: Path
     future: Future[Path]
-    on_ready: Callable[[Path], None] | None = None
+    on_ready: list[Callable[[Path], None]] = field(default_factory=list)
+    priority: int = URGENT
 
 
 class SpeechRenderer:
@@ -183,7 +202,9 @@ class SpeechRenderer:
         self._engine: SpeechEngine | None = None
         self._voice_ids: set[str] = set()
         self.synth_timeout = 30.0
-        self._jobs: Queue[_RenderJob] = Queue()
+        self._jobs: PriorityQueue[tuple[int, int, _RenderJob]] = PriorityQueue()
+        self._order = itertools.count()  # FIFO within a priority
+        self._inflight: dict[Path, _RenderJob] = {}  # queued or rendering, by cache path
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.renders = 0  # sentences actually synthesised
@@ -202,20 +223,44 @@ class SpeechRenderer:
         return f"{digest}.wav"
 
     def submit(self, text: str, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RATE,
-               cache_dir: Path | None = None, on_ready: Callable[[Path], None] | None = None) -> Future[Path]:
+               cache_dir: Path | None = None, on_ready: Callable[[Path], None] | None = None,
+               *, priority: int = URGENT) -> Future[Path]:
         """Queue a render and return at once; the future resolves to the cached WAV's path.
 
-        ``on_ready`` runs in the render thread *before* the future resolves, so whoever waits on the
-        future already sees its effects (a done-callback would run after waiters wake up).
+        A cached WAV resolves at once, in the caller's thread. A sentence already queued or being
+        rendered is not queued twice: the same future is returned (moved ahead if now URGENT).
+        ``on_ready`` runs *before* the future resolves, so whoever waits on the future already sees
+        its effects (a done-callback would run after waiters wake up).
         """
         if not text.strip():
             raise RenderError("没有可播报的文字")
         folder = Path(cache_dir) if cache_dir is not None else self.cache_dir
-        fut: Future[Path] = Future()
-        self._ensure_thread()
         path = folder / self.cache_name(text, voice, rate)
-        self._jobs.put(_RenderJob(text, voice, int(rate), path, fut, on_ready))
-        return fut
+        with self._lock:
+            job = self._inflight.get(path)
+            cached = job is None and _cached(path)
+            if cached:
+                self.cache_hits += 1
+        if cached:
+            fut: Future[Path] = Future()
+            if on_ready is not None:
+                on_ready(path)
+            fut.set_result(path)
+            return fut
+        with self._lock:
+            job = self._inflight.get(path)
+            if job is None:
+                job = self._inflight[path] = _RenderJob(text, voice, int(rate), path, Future(), priority=priority)
+            elif priority < job.priority and not job.future.running():
+                job.priority = priority  # a second entry jumps the queue; the first is then skipped
+            else:
+                priority = -1  # already queued at this priority or higher
+            if on_ready is not None:
+                job.on_ready.append(on_ready)
+        self._ensure_thread()
+        if priority >= 0:
+            self._jobs.put((priority, next(self._order), job))
+        return job.future
 
     def render(self, text: str, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RATE,
                cache_dir: Path | None = None, timeout: float = 30.0) -> Path:
@@ -225,6 +270,12 @@ class SpeechRenderer:
     def backlog(self) -> int:
         return self._jobs.qsize()
 
+    @property
+    def pending(self) -> int:
+        """Sentences queued or being rendered (each counted once however often it was asked for)."""
+        with self._lock:
+            return len(self._inflight)
+
     def _ensure_thread(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
@@ -233,18 +284,29 @@ class SpeechRenderer:
 
     def _run(self) -> None:
         while True:
-            job = self._jobs.get()
+            _priority, _n, job = self._jobs.get()
+            if job.future.running() or job.future.done():
+                continue  # the same job queued again at a higher priority, and done already
             if not job.future.set_running_or_notify_cancel():
                 continue
             try:
                 path = self._render_one(job)
-                if job.on_ready is not None:
-                    job.on_ready(path)
-                job.future.set_result(path)
             except Exception as exc:  # reported through the future to whoever waits on it
                 log.warning("voice render of %r failed: %s", job.text, exc)
                 err = exc if isinstance(exc, RenderError) else RenderError(f"语音合成失败: {exc}")
+                with self._lock:
+                    self._inflight.pop(job.path, None)
                 job.future.set_exception(err)
+                continue
+            with self._lock:
+                self._inflight.pop(job.path, None)
+                callbacks = list(job.on_ready)
+            for cb in callbacks:
+                try:
+                    cb(path)
+                except Exception:
+                    log.exception("voice: on_ready callback failed")
+            job.future.set_result(path)
 
     def _engine_for(self, voice: str) -> SpeechEngine:
         if self._engine is None:
@@ -257,7 +319,7 @@ class SpeechRenderer:
         return self._engine
 
     def _render_one(self, job: _RenderJob) -> Path:
-        if job.path.exists() and job.path.stat().st_size > 44:
+        if _cached(job.path):  # written meanwhile (by another process sharing the cache)
             self.cache_hits += 1
             return job.path
         engine = self._engine_for(job.voice)
@@ -424,6 +486,14 @@ class Announcement:
 _STOP = object()
 
 
+def _copy_outcome(src: Future[Path], dst: Future[Path]) -> None:
+    exc = src.exception()
+    if exc is not None:
+        dst.set_exception(exc)
+    else:
+        dst.set_result(src.result())
+
+
 class Announcer:
     """Non-blocking, ordered, non-overlapping announcements with health reporting.
 
@@ -465,6 +535,7 @@ class Announcer:
         self._thread: threading.Thread | None = None
         self._chime_path: Path | None = None
         self._chime_problem = ""  # kept so a good call reports degraded, not online
+        self._joiner = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"voice-join-{name}")
 
     @classmethod
     def from_options(cls, options: dict[str, Any], name: str | None = None) -> "Announcer":
@@ -519,6 +590,7 @@ class Announcer:
         self._queue.put(_STOP)
         if self._thread is not None:
             self._thread.join(timeout)
+        self._joiner.shutdown(wait=False, cancel_futures=True)
 
     def _prepare_chime(self) -> Path | None:
         if isinstance(self.chime, Path):
@@ -533,6 +605,37 @@ class Announcer:
             make_chime(path)
         return path
 
+    # -- rendering ahead of the call
+
+    def prepare(self, number: str, queue: str = "") -> Future[Path] | None:
+        """Render a ticket's piece ("请A001号") now, before it is called: call this when it is issued.
+
+        Behind any call being announced; None when the template does not split or the number
+        cannot be spoken (the call will say why).
+        """
+        try:
+            text = self.builder.ticket_piece(number, queue)
+        except PhraseValueError:
+            return None
+        return None if text is None else self._render(text, AHEAD)
+
+    def prepare_windows(self, windows: Sequence[str | int]) -> list[Future[Path]]:
+        """Render each window's piece ("到3号窗口办理"); done once at start-up."""
+        out = []
+        for window in windows:
+            try:
+                text = self.builder.window_piece(window)
+            except PhraseValueError as exc:
+                log.warning("%s: window %r: %s", self.name, window, exc)
+                continue
+            if text is not None:
+                out.append(self._render(text, AHEAD))
+        return out
+
+    def _render(self, text: str, priority: int = URGENT,
+                on_ready: Callable[[Path], None] | None = None) -> Future[Path]:
+        return self.renderer.submit(text, self.voice, self.rate, self.cache_dir, on_ready, priority=priority)
+
     # -- calling
 
     def announce(
@@ -544,12 +647,62 @@ class Announcer:
         if times < 1:
             raise ValueError(f"repeat must be at least 1, not {times}")
         item = Announcement(str(number), str(window), times, phrase)
-        future = self.renderer.submit(phrase.spoken, self.voice, self.rate, self.cache_dir,
-                                      on_ready=lambda path, a=item: self._wav_ready(a, path))
+        pieces = self.builder.pieces(number, window, queue)
+        if pieces is None or len(pieces) == 1:
+            text = phrase.spoken if pieces is None else pieces[0].spoken
+            future = self._render(text, URGENT, lambda path, a=item: self._wav_ready(a, path))
+        else:
+            future = self._joined(item, pieces)
         with self._idle:
             self._pending += 1
         self._queue.put((item, future))
         return item
+
+    def _joined(self, item: Announcement, pieces: list[Piece]) -> Future[Path]:
+        """The call's WAV made of its pieces' WAVs; each piece comes from the cache if it was
+        prepared, else is rendered now, ahead of anything prepared."""
+        gaps = [PAUSE_GAP_S if p.spoken.endswith((",", ".")) else JOIN_GAP_S for p in pieces[:-1]]
+        key = "\x1f".join([*(p.spoken for p in pieces), *(f"{g:g}" for g in gaps)])
+        dest = self.cache_dir / ("joined-" + self.renderer.cache_name(key, self.voice, self.rate))
+        result: Future[Path] = Future()
+        if _cached(dest):  # a recall, or the same ticket called again
+            self._wav_ready(item, dest)
+            result.set_result(dest)
+            return result
+        parts = [self._render(p.spoken, URGENT) for p in pieces]
+        remaining = [len(parts)]
+        lock = threading.Lock()
+
+        def part_done(_f: Future[Path]) -> None:
+            with lock:
+                remaining[0] -= 1
+                if remaining[0]:
+                    return
+            try:
+                self._joiner.submit(self._join, item, parts, dest, gaps, result)
+            except RuntimeError:  # stopped
+                result.set_exception(RenderError("已停止"))
+
+        for f in parts:
+            f.add_done_callback(part_done)
+        return result
+
+    def _join(self, item: Announcement, parts: list[Future[Path]], dest: Path, gaps: list[float],
+              result: Future[Path]) -> None:
+        try:
+            join_wavs([f.result() for f in parts], dest, gaps)
+        except JoinError as exc:
+            # pieces in different formats (another synthesiser?): say the sentence whole instead
+            log.warning("%s: cannot join the pieces of %s (%s); rendering it whole", self.name,
+                        item.phrase.display, exc)
+            whole = self._render(item.phrase.spoken, URGENT, lambda path: self._wav_ready(item, path))
+            whole.add_done_callback(lambda f: _copy_outcome(f, result))
+            return
+        except Exception as exc:  # a piece failed to render: the call reports it
+            result.set_exception(exc if isinstance(exc, RenderError) else RenderError(f"语音合成失败: {exc}"))
+            return
+        self._wav_ready(item, dest)
+        result.set_result(dest)
 
     @staticmethod
     def _wav_ready(item: Announcement, path: Path) -> None:

@@ -8,6 +8,11 @@ Why pinyin: that voice reads Han characters through espeak-ng's ``cmn_dict``, wh
 reading per character and so mispronounces polyphones (银行 -> yin2 xing2, 重新 -> zhong4 xin1).
 Pinyin with tone numbers is read exactly as written, so we convert with pypinyin, whose phrase
 dictionary picks the right reading. Without pypinyin we fall back to Han characters (and log it).
+
+A template whose ticket fields ({number}, {queue}) and {window} field sit in two separate stretches
+splits into a *ticket piece* ("请A001号") and a *window piece* ("到3号窗口办理"), so the first can be
+rendered when the ticket is issued and the second once at start-up; :meth:`PhraseBuilder.pieces`
+returns None for a template that interleaves them, which is then rendered as one sentence.
 """
 from __future__ import annotations
 
@@ -34,6 +39,9 @@ _DIGITS = "零一二三四五六七八九"
 _UNITS = ((1000, "千"), (100, "百"), (10, "十"))
 _FULLWIDTH_PAUSE = {"，": ",", "、": ",", "；": ",", "：": ",", "。": ".", "！": ".", "？": "."}
 _NUMBER_RE = re.compile(r"^[A-Za-z0-9-]+$")
+_PAUSE_MARKS = "，、；：。！？,.;:!?"
+_ATTACHED = ("号窗口", "窗口", "号")  # words that belong to the field before them, longest first
+TICKET_FIELDS = frozenset({"number", "queue"})  # known when the ticket is issued
 _TOKEN_RE = re.compile(r"[0-9]+|[A-Za-z]+|[\u3400-\u9fff]+|[，、；：。！？,.;:!?]|\s+|.", re.S)
 
 
@@ -49,6 +57,17 @@ class PhraseValueError(ValueError):
 class Phrase:
     display: str  # what a screen or log shows: "请A001号到3号窗口办理"
     spoken: str  # what the synthesiser receives: "qing3 A ling2 ling2 yi1 hao4 ..."
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One separately rendered stretch of a sentence: ``kind`` says what it depends on."""
+
+    kind: Literal["ticket", "window"]
+    spoken: str
+
+
+Parts = list[tuple[str, "str | None"]]
 
 
 def spell_digits(text: str) -> str:
@@ -147,6 +166,39 @@ def parse_template(template: str) -> list[tuple[str, str | None]]:
     return out
 
 
+def split_template(parts: Parts) -> list[tuple[Literal["ticket", "window"], Parts]] | None:
+    """Cut parsed template parts into a ticket stretch and a window stretch, in speaking order.
+
+    The literal between the two stretches is cut after its last pause mark (",", "，"...), else after
+    a leading word that belongs to the field before it (the measure word in "A001号" | "到3号", or
+    "3号窗口" | "为A001号"), else at its start. None when the fields interleave (ticket, window, ticket) and no such cut exists.
+    """
+    runs: list[str] = []  # field kinds in order, consecutive duplicates merged
+    for _literal, fld in parts:
+        if fld is not None:
+            kind = "ticket" if fld in TICKET_FIELDS else "window"
+            if not runs or runs[-1] != kind:
+                runs.append(kind)
+    if len(runs) > 2:
+        return None
+    if len(runs) < 2:
+        return [("ticket", parts)]  # no {window}: the whole sentence is known at issue
+    kind_of = lambda fld: "ticket" if fld in TICKET_FIELDS else "window"  # noqa: E731
+    first: Parts = []
+    for i, (literal, fld) in enumerate(parts):
+        if fld is not None and kind_of(fld) != runs[0]:
+            # parts[i]'s literal lies between the stretches: cut it
+            cut = max(literal.rfind(m) for m in _PAUSE_MARKS) + 1
+            if cut == 0:
+                cut = next((len(w) for w in _ATTACHED if literal.startswith(w)), 0)
+            if cut:
+                first.append((literal[:cut], None))
+            second: Parts = [(literal[cut:], fld), *parts[i + 1:]]
+            return [(runs[0], first), (runs[1], second)]  # type: ignore[list-item]
+        first.append((literal, fld))
+    return None  # not reached: runs says a second stretch exists
+
+
 def _pinyin_available() -> bool:
     try:
         import pypinyin  # noqa: F401
@@ -196,25 +248,62 @@ class PhraseBuilder:
         elif spoken_style not in ("pinyin", "han"):
             raise TemplateError(f"spoken_style 应为 'pinyin' 或 'han', 而不是 {spoken_style!r}")
         self.spoken_style: SpokenStyle = spoken_style
+        self._pieces = split_template(self._parts)
+
+    @property
+    def splits(self) -> bool:
+        """Whether calls are spoken as a ticket piece and a window piece (see :meth:`pieces`)."""
+        return self._pieces is not None
 
     def build(self, number: str, window: str | int, queue: str = "") -> Phrase:
-        number = str(number).strip()
-        window = str(window).strip()
-        if not number or not _NUMBER_RE.match(number):
-            raise PhraseValueError(f"票号 {number!r} 只能包含字母、数字和连字符")
-        if not window:
-            raise PhraseValueError("窗口号不能为空")
+        number, window = _check(number, window)
         display_values = {"number": number, "window": window, "queue": queue}
-        spoken_values = {"number": spell_digits(number), "window": read_mixed(window), "queue": queue}
         display: list[str] = []
-        spoken: list[str] = []
         for literal, field in self._parts:
             display.append(literal)
-            spoken.append(read_literal(literal))
             if field is not None:
                 display.append(display_values[field])
+        return Phrase(display="".join(display), spoken=self._speak(self._parts, number, window, queue))
+
+    def pieces(self, number: str, window: str | int, queue: str = "") -> list[Piece] | None:
+        """The call's sentence as separately renderable pieces, in speaking order; None if the
+        template does not split (render :meth:`build`'s ``spoken`` whole instead)."""
+        if self._pieces is None:
+            return None
+        number, window = _check(number, window)
+        return [Piece(kind, self._speak(parts, number, window, queue)) for kind, parts in self._pieces]
+
+    def ticket_piece(self, number: str, queue: str = "") -> str | None:
+        """The spoken ticket piece ("qing3 A ling2 ling2 yi1 hao4"), to render ahead of the call."""
+        return self._one_piece("ticket", number, "0", queue)
+
+    def window_piece(self, window: str | int) -> str | None:
+        """The spoken window piece ("dao4 san1 hao4 chuang1 kou3 ban4 li3"), to render at start-up."""
+        return self._one_piece("window", "0", window, "")
+
+    def _one_piece(self, kind: str, number: str, window: str | int, queue: str) -> str | None:
+        for piece in self.pieces(number, window, queue) or []:
+            if piece.kind == kind:
+                return piece.spoken
+        return None
+
+    def _speak(self, parts: Parts, number: str, window: str, queue: str) -> str:
+        values = {"number": spell_digits(number), "window": read_mixed(window), "queue": queue}
+        spoken: list[str] = []
+        for literal, field in parts:
+            spoken.append(read_literal(literal))
+            if field is not None:
                 # spaces keep a spelled letter from merging with the literal around it
-                spoken.append(f" {spoken_values[field]} ")
+                spoken.append(f" {values[field]} ")
         han = re.sub(r"\s+", " ", "".join(spoken)).strip()
-        spoken_text = to_pinyin(han) if self.spoken_style == "pinyin" else han
-        return Phrase(display="".join(display), spoken=spoken_text)
+        return to_pinyin(han) if self.spoken_style == "pinyin" else han
+
+
+def _check(number: str | int, window: str | int) -> tuple[str, str]:
+    number = str(number).strip()
+    window = str(window).strip()
+    if not number or not _NUMBER_RE.match(number):
+        raise PhraseValueError(f"票号 {number!r} 只能包含字母、数字和连字符")
+    if not window:
+        raise PhraseValueError("窗口号不能为空")
+    return number, window

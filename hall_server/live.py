@@ -7,8 +7,10 @@ event, on every connect and reconnect, followed by any ticket event that committ
 was being sent (events carry ``seq``; a client drops a seq it has already applied).
 
 Events are published by one dispatcher thread per process, in the order their transactions
-committed in this process, so call events reach clients in order; ``queues`` payloads are coalesced
-to at most one per hall every ``QUEUES_INTERVAL`` seconds. With a Redis message queue configured,
+committed in this process, so call events reach clients in order. That thread never touches the
+database: ``queues`` payloads, which need a query, are built by a second thread and coalesced to at
+most one per hall every ``QUEUES_INTERVAL`` seconds, so a slow query or a busy connection pool
+delays the waiting figures, never a call. With a Redis message queue configured,
 every process's clients receive every process's events.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .service import QueueService
 
 log = logging.getLogger(__name__)
 QUEUES_INTERVAL = 0.5
+QUEUES_RETRIES = 3
 
 
 class Publisher:
@@ -37,44 +40,63 @@ class Publisher:
         self.service = service
         self._q: queue.Queue[Outbox | None] = queue.Queue()
         self._dirty: set[str] = set()
+        self._dirty_changed = threading.Condition()
         self._last_queues: dict[str, float] = {}
+        self._published = 0  # outboxes handed over after their commit: tells a query it was overtaken
         self._thread = threading.Thread(target=self._loop, name="live-publisher", daemon=True)
         self._thread.start()
+        self._queues_thread = threading.Thread(target=self._queues_loop, name="live-queues", daemon=True)
+        self._queues_thread.start()
 
     def __call__(self, outbox: Outbox) -> None:
         if outbox.items or outbox.touched_halls:
+            self._published += 1
             self._q.put(outbox)
 
     def _loop(self) -> None:
         while not self.service.db.closed:
             try:
-                item = self._q.get(timeout=QUEUES_INTERVAL / 2)
+                item = self._q.get(timeout=QUEUES_INTERVAL)
             except queue.Empty:
-                item = None
-            if item is not None:
-                for name, _hall, payload, rooms in item.items:
-                    data = payload.model_dump(mode="json")
-                    try:
-                        self.socketio.emit(name, data, to=[*rooms, f"hall:{_hall}:role:manager"])
-                    except Exception:  # a broken message queue must not stop the dispatcher
-                        log.exception("could not publish %s", name)
-                self._dirty |= item.touched_halls
-                if not self._q.empty():
-                    continue
-            self._flush_queues()
-
-    def _flush_queues(self) -> None:
-        now = time.monotonic()
-        for hall in list(self._dirty):
-            if now - self._last_queues.get(hall, 0.0) < QUEUES_INTERVAL:
                 continue
-            self._dirty.discard(hall)
-            self._last_queues[hall] = now
-            try:
-                payload = self.service.queues_payload(hall)
-                self.socketio.emit("queues", payload.model_dump(mode="json"), to=f"hall:{hall}")
-            except Exception:
-                log.exception("could not publish queue snapshot of %s", hall)
+            if item is None:
+                continue
+            for name, _hall, payload, rooms in item.items:
+                data = payload.model_dump(mode="json")
+                try:
+                    self.socketio.emit(name, data, to=[*rooms, f"hall:{_hall}:role:manager"])
+                except Exception:  # a broken message queue must not stop the dispatcher
+                    log.exception("could not publish %s", name)
+            if item.touched_halls:
+                with self._dirty_changed:
+                    self._dirty |= item.touched_halls
+                    self._dirty_changed.notify()
+
+    def _queues_loop(self) -> None:
+        while not self.service.db.closed:
+            with self._dirty_changed:
+                now = time.monotonic()
+                due = [h for h in self._dirty if now - self._last_queues.get(h, 0.0) >= QUEUES_INTERVAL]
+                if not due:
+                    # nothing changed, or changed halls were published less than QUEUES_INTERVAL ago
+                    turns = [self._last_queues.get(h, 0.0) + QUEUES_INTERVAL - now for h in self._dirty]
+                    self._dirty_changed.wait(min(turns, default=QUEUES_INTERVAL))
+                    continue
+                self._dirty.difference_update(due)
+            for hall in due:
+                self._last_queues[hall] = now
+                try:
+                    # A commit during the query may be missing from it while its events go out before
+                    # this payload: query again (a few times; under a steady stream, publish anyway:
+                    # those commits marked the hall dirty, so a fresh payload follows).
+                    for _ in range(QUEUES_RETRIES):
+                        before = self._published
+                        payload = self.service.queues_payload(hall)
+                        if self._published == before:
+                            break
+                    self.socketio.emit("queues", payload.model_dump(mode="json"), to=f"hall:{hall}")
+                except Exception:
+                    log.exception("could not publish queue snapshot of %s", hall)
 
 
 def register_socket_handlers(socketio: SocketIO, service: QueueService, auth: Auth) -> None:

@@ -48,6 +48,9 @@ KEY_DONE: dict[CallerKey, str] = {
     CallerKey.NO_SHOW: "已过号", CallerKey.TRANSFER: "已转移", CallerKey.PAUSE: "已暂停", CallerKey.RESUME: "已恢复",
 }
 
+# a ticket now waiting: render its "请A001号" ahead, so its call only joins two cached WAVs
+PREPARE_KINDS = ("issued", "transferred", "reactivated")
+
 
 class Gateway:
     def __init__(self, cfg: GatewayConfig, *, announcer: Any = None) -> None:
@@ -130,6 +133,7 @@ class Gateway:
     def start(self) -> "Gateway":
         if self.announcer is not None:
             self.announcer.start()
+            self.announcer.prepare_windows(list(self.state.windows))  # "到3号窗口办理", rendered once
         for bus in self.buses.values():
             bus.start()
         self._spawn(self._loop, "gateway-state")
@@ -200,6 +204,9 @@ class Gateway:
                      data.get("last_seq"), len(calls))
             self._announce(calls)
         elif name == "ticket":
+            if self.announcer is not None and data.get("type") in PREPARE_KINDS:
+                ticket = data.get("ticket") or {}
+                self.announcer.prepare(str(ticket.get("number", "")), ticket.get("queue_name") or "")
             self._announce(self.state.apply_ticket(data))
         elif name == "window":
             self.state.apply_window(data)

@@ -33,6 +33,7 @@ from device_drivers.voice_phrases import (
     read_number,
     spell_digits,
 )
+from device_drivers.wav_join import SILENCE, JoinError, join_wavs
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 needs_soxi = pytest.mark.skipif(shutil.which("soxi") is None, reason="sox not installed")
@@ -186,6 +187,161 @@ def test_spoken_text_stays_mandarin_in_espeak(template: str, number: str, window
         assert phonemes.startswith("tS;h'i")  # 请 = qing, not English "king"
 
 
+# ------------------------------------------------------------------------- pieces rendered ahead
+
+
+def test_default_template_splits_into_ticket_and_window_pieces() -> None:
+    b = PhraseBuilder()
+    pieces = b.pieces("A001", "3")
+    assert pieces is not None
+    assert [(p.kind, p.spoken) for p in pieces] == [
+        ("ticket", "qing3 A ling2 ling2 yi1 hao4"), ("window", "dao4 san1 hao4 chuang1 kou3 ban4 li3")]
+    assert b.ticket_piece("A001") == pieces[0].spoken and b.window_piece("3") == pieces[1].spoken
+
+
+@given(st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZ0123456789", min_size=1, max_size=6),
+       st.integers(min_value=1, max_value=400))
+def test_pieces_say_exactly_the_whole_sentence(number: str, window: int) -> None:
+    b = PhraseBuilder()
+    pieces = b.pieces(number, str(window))
+    assert pieces is not None
+    assert " ".join(p.spoken for p in pieces) == b.build(number, str(window)).spoken
+
+
+@pytest.mark.parametrize(
+    ("template", "pieces"),
+    [
+        ("{number}号，请到{window}号窗口", [("ticket", "A ling2 ling2 yi1 hao4,"), ("window", "qing3 dao4 san1 hao4 chuang1 kou3")]),
+        ("请{window}号窗口为{number}号办理", [("window", "qing3 san1 hao4 chuang1 kou3"),
+                                          ("ticket", "wei4 A ling2 ling2 yi1 hao4 ban4 li3")]),
+        ("请{queue}{number}号到{window}窗口", [("ticket", "qing3 she4 bao3 A ling2 ling2 yi1 hao4"),
+                                           ("window", "dao4 san1 chuang1 kou3")]),
+        ("请{number}号办理", [("ticket", "qing3 A ling2 ling2 yi1 hao4 ban4 li3")]),  # no window: all ahead
+        ("请{number}号到{window}号窗口，{queue}", None),  # ticket, window, ticket: said whole
+    ],
+)
+def test_hall_templates_split_where_the_words_allow(template: str, pieces: list[tuple[str, str]] | None) -> None:
+    got = PhraseBuilder(template).pieces("A001", "3", queue="社保")
+    assert (None if got is None else [(p.kind, p.spoken) for p in got]) == pieces
+
+
+def _wav(path: Path, samples: list[int], rate: int = 22050, channels: int = 1) -> Path:
+    import array
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(array.array("h", samples).tobytes())
+    return path
+
+
+def test_join_replaces_the_padding_between_pieces_with_the_gap(tmp_path: Path) -> None:
+    loud = [3000, -3000] * 2205  # 0.2 s of sound
+    pad = [0] * 8820  # 0.4 s of silence, as espeak-ng leaves after a sentence
+    a = _wav(tmp_path / "a.wav", [0] * 1000 + loud + pad)
+    b = _wav(tmp_path / "b.wav", [0] * 1000 + loud + pad)
+    out = join_wavs([a, b], tmp_path / "ab.wav", [0.08])
+    # lead-in of the first and tail of the last kept; between them 0.08 s + 2 x 10 ms margins
+    assert wav_duration(out) == pytest.approx((1000 + 4410 + 4410 + 8820) / 22050 + 0.08 + 0.02, abs=0.002)
+    with pytest.raises(JoinError, match="44100 Hz"):
+        join_wavs([a, _wav(tmp_path / "c.wav", loud, rate=44100)], tmp_path / "ac.wav", [0.08])
+
+
+def _longest_silence(path: Path, start: float, end: float) -> float:
+    """Longest run of silence (seconds) between two points of a 16-bit mono WAV."""
+    import array
+
+    with wave.open(str(path), "rb") as w:
+        rate = w.getframerate()
+        samples = array.array("h", w.readframes(w.getnframes()))
+    longest = run = 0
+    for v in samples[int(start * rate):int(end * rate)]:
+        run = run + 1 if abs(v) < SILENCE else 0
+        longest = max(longest, run)
+    return longest / rate
+
+
+@needs_espeak
+def test_a_prepared_call_is_joined_from_cached_pieces_without_synthesising(tmp_path: Path) -> None:
+    player = FilePlayer(tmp_path / "out")
+    ann = Announcer(player=player, cache_dir=tmp_path / "cache", gap_s=0, repeat=2).start()
+    try:
+        for f in [*ann.prepare_windows(["3", "12"]), ann.prepare("A001"), ann.prepare("B007")]:
+            f.result(20)
+        renders = ann.renderer.renders
+        calls = [ann.announce("A001", "3"), ann.announce("B007", "12")]
+        assert ann.wait_idle(20)
+        assert ann.renderer.renders == renders  # nothing synthesised at call time
+        whole = ann.renderer.render(ann.builder.build("A001", "3").spoken, cache_dir=tmp_path / "cache", timeout=20)
+    finally:
+        ann.stop()
+    assert [c.error for c in calls] == [None, None]
+    # chime, then each sentence twice, in call order
+    assert _sources(player) == ["chime.wav", calls[0].wav.name, calls[0].wav.name,
+                                "chime.wav", calls[1].wav.name, calls[1].wav.name]
+    joined = calls[0].wav
+    assert wav_duration(joined) == pytest.approx(wav_duration(whole), rel=0.1)  # the whole sentence is there
+    # no stop mid-sentence longer than espeak-ng's own pauses between words
+    assert _longest_silence(joined, 0.2, wav_duration(joined) - 0.5) < 0.25
+
+
+@needs_espeak
+def test_a_template_that_does_not_split_is_still_announced(tmp_path: Path) -> None:
+    player = FilePlayer(tmp_path / "out")
+    ann = Announcer(player=player, cache_dir=tmp_path, chime=False, gap_s=0, repeat=1,
+                    builder=PhraseBuilder("请{number}号到{window}号窗口，{queue}")).start()
+    try:
+        assert ann.prepare("A001", "社保") is None  # nothing can be rendered ahead
+        call = ann.announce("A001", "3", queue="社保")
+        assert ann.wait_idle(20)
+    finally:
+        ann.stop()
+    assert call.error is None and _sources(player) == [call.wav.name]
+    assert 2.0 < wav_duration(call.wav) < 8.0
+
+
+class _RecordingEngine:
+    """Stands in for the synthesiser: records the order of renders, held until the gate opens."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate = gate
+        self.texts: list[str] = []
+        self.busy = threading.Event()
+
+    def voice_ids(self) -> set[str]:
+        return set()
+
+    def render(self, text: str, path: Path, voice: str, rate: int, timeout: float) -> None:
+        self.busy.set()
+        assert self.gate.wait(10)
+        self.texts.append(text)
+        _wav(path, [0] * 2205)
+
+
+def test_a_call_is_rendered_before_work_done_ahead(tmp_path: Path) -> None:
+    gate = threading.Event()
+    engine = _RecordingEngine(gate)
+    renderer = SpeechRenderer(tmp_path / "cache", engine_factory=lambda: engine)
+    ann = Announcer(renderer=renderer, chime=False, gap_s=0).start()
+    try:
+        ahead = [ann.prepare(f"A{i:03d}") for i in range(1, 11)]  # ten tickets issued
+        assert engine.busy.wait(10)  # the first is being rendered
+        call = ann.announce("B001", "3")  # a ticket issued a moment ago is called
+        again = ann.prepare("A002")  # asked again: not rendered twice
+        gate.set()
+        assert ann.wait_idle(10)
+        assert all(f is not None and f.result(10) for f in ahead)
+    finally:
+        gate.set()
+        ann.stop()
+    assert call.error is None
+    b = PhraseBuilder()
+    # the first prepared ticket was already being rendered; the call's two pieces come next
+    assert engine.texts[1:3] == [b.ticket_piece("B001"), b.window_piece("3")]
+    assert len(engine.texts) == 12 and again is ahead[1]
+
+
 @needs_espeak
 def test_the_plain_cmn_voice_really_misreads_qing() -> None:
     """Why we use cmn-latn-pinyin: the cmn voice reads 请's pinyin as English."""
@@ -328,7 +484,8 @@ def test_announce_returns_before_rendering(tmp_path: Path) -> None:
         gate.set()
         ann.stop()
     assert [r.source for r in player.played] == [c.wav for c in calls for _ in range(2)]
-    assert renderer.renders == 2 and renderer.cache_hits == 1  # the recall reused A001's WAV
+    # two pieces per ticket ("请A001号", "到1号窗口办理"); the recall rendered nothing
+    assert renderer.renders == 4
 
 
 @needs_espeak

@@ -91,6 +91,27 @@ def test_a_recall_is_announced_again_and_blinks_again(server, api: Api, bus, mak
     assert spoken(gw) == [f"请{number}号到4号窗口办理"] * 2
 
 
+def test_an_issued_ticket_is_rendered_ahead_so_its_call_synthesises_nothing(server, api: Api, bus, make_gateway,
+                                                                            tmp_path: Path) -> None:
+    sim, port = bus
+    cache = tmp_path / "own-voice-cache"  # empty: what is in it, the gateway rendered in this test
+    gw = make_gateway(server.url, server.tokens, port.tcp_url, voice={
+        "player": "file", "folder": str(tmp_path / "voice-out"), "cache_dir": str(cache), "repeat": 1})
+    api.sign_in("6")
+    ann = gw.announcer
+    window_piece = cache / ann.renderer.cache_name(ann.builder.window_piece("6"), ann.voice, ann.rate)
+    wait_until(window_piece.exists, timeout=20, what="window pieces rendered at start-up")
+    (number,) = api.issue()
+    ticket_piece = cache / ann.renderer.cache_name(ann.builder.ticket_piece(number), ann.voice, ann.rate)
+    wait_until(ticket_piece.exists, timeout=20, what=f"请{number}号 rendered when the ticket was issued")
+    renders = ann.renderer.renders
+    api.act("6", "call-next")
+    wait_until(lambda: called_frames(sim, 6) == [number], what="call on board 6")
+    assert spoken(gw) == [f"请{number}号到6号窗口办理"]
+    assert gw.announcer.renderer.renders == renders  # joined from the two cached pieces
+    assert gw.announcements[0].wav.name.startswith("joined-")
+
+
 def test_a_paused_window_shows_zanting_fuwu(server, api: Api, bus, make_gateway) -> None:
     sim, port = bus
     make_gateway(server.url, server.tokens, port.tcp_url)
