@@ -12,22 +12,25 @@ Concurrency rules (the same code on SQLite and PostgreSQL):
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import secrets
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
-from sqlalchemy import Date, and_, bindparam, func, insert, or_, select, text, union_all, update
+from sqlalchemy import Date, and_, bindparam, case, func, insert, or_, select, text, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from . import models as m
+from .batching import GroupCommit
 from .config import Hall, HallConfig
+from .config import Queue as QueueConfig
 from .db import Database
 from .errors import BadRequest, Conflict, NotFound
 from .events import (
@@ -53,8 +56,17 @@ def utcnow() -> dt.datetime:
 @dataclass(frozen=True)
 class _IssueStatements:
     counter: object
-    ticket: object
-    event: object
+    tickets: object
+    events: object
+
+
+@dataclass(frozen=True)
+class _IssueRequest:
+    """An issue request checked against the configuration, waiting for its batch."""
+    hall: Hall
+    queue: QueueConfig
+    row: dict[str, object]  # the ticket row but its number
+    actor: str | None
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,7 @@ class QueueService:
         # estimate inputs change slowly; recomputing them on every ticket was a third of an issue's cost
         self._estimate_cache: dict[tuple[str, ...], tuple[float, object]] = {}
         self._issue_stmts: _IssueStatements | None = None
+        self._issuer: GroupCommit[_IssueRequest, IssuedTicket] = GroupCommit(self._issue_batch)
 
     ESTIMATE_CACHE_SECONDS = 2.0
 
@@ -166,9 +179,9 @@ class QueueService:
         if self.db.is_postgres:
             for hall_id in sorted({row["hall_id"] for row, _ in pending}):  # type: ignore[type-var]
                 s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"hall-seq:{hall_id}".encode())})
-        stmt = self._issue_statements().event
-        for row, payload in pending:
-            payload.seq = s.execute(stmt, row).scalar_one()
+        ids = self._insert_many(s.connection(), self._issue_statements().events, [row for row, _ in pending])
+        for (_, payload), seq in zip(pending, ids):
+            payload.seq = seq
 
     def _run(self, fn: Callable[[Session, Outbox], object]) -> object:
         out = Outbox()
@@ -248,6 +261,8 @@ class QueueService:
         note: str | None = None,
         actor: str | None = None,
     ) -> IssuedTicket:
+        """Check the request here, in the caller's thread; numbering, limits and the insert happen in
+        a group commit with whatever other issue requests arrive meanwhile (see ``_issue_batch``)."""
         hall = self.hall(hall_id)
         if sum(x is not None for x in (queue, matter, bundle)) != 1:
             raise BadRequest("请指定一个队列、事项或一件事 (give exactly one of queue, matter, bundle)")
@@ -315,58 +330,153 @@ class QueueService:
                 hours = "、".join(f"{p.start:%H:%M}-{p.end:%H:%M}" for p in qcfg.hours)
                 raise Conflict(f"{qcfg.name}不在取号时间，取号时间为{hours}", code="outside_hours")
 
-        token = secrets.token_urlsafe(18)
         row = dict(
             hall_id=hall.id, queue_id=qcfg.id, origin_queue_id=qcfg.id, service_day=day,
             status=TicketStatus.WAITING.value, channel=channel, priority_class=priority_class, priority=prio,
             matter_id=matter, bundle_id=bundle, stage=qcfg.stage, place=place, eligible_at=eligible_at, recalls=0,
-            person_hash=person_hash, person_masked=person_masked, request_id=request_id, public_token=token,
-            note=note, issued_at=now, target_window=None, window=None,
+            person_hash=person_hash, person_masked=person_masked, request_id=request_id,
+            public_token=secrets.token_urlsafe(18), note=note, issued_at=now, target_window=None, window=None,
         )
-        stmts = self._issue_statements()
+        return self._issuer.submit(_IssueRequest(hall, qcfg, row, actor))
 
-        def work(s: Session, out: Outbox) -> tuple[TicketView, int, float]:
-            # The hot path in Core statements built once: counter upsert, ticket insert, event insert,
-            # people-ahead count. A retried request id hits uq_ticket_request and is answered below.
-            self._ensure_day(s, out, hall, now)
-            conn = s.connection()  # Core on the connection: no ORM bookkeeping on this path
-            number = conn.execute(stmts.counter, {"hall_id": hall.id, "queue_id": qcfg.id, "service_day": day}).scalar_one()
-            if qcfg.daily_cap is not None and number > qcfg.daily_cap:
-                raise Conflict(f"{qcfg.name}今日号源已取完（每日{qcfg.daily_cap}个），请改日再来",
-                               code="daily_cap_reached")
-            if person_hash is not None:
-                self._check_person_limits(s, hall, qcfg.id, person_hash, day)
-            display = numbering.format_number(qcfg.prefix, number)
-            tid = conn.execute(stmts.ticket, {**row, "number": number, "display": display}).scalar_one()
-            view = TicketView(
-                id=tid, number=display, queue=qcfg.id, queue_name=qcfg.name, status=TicketStatus.WAITING.value,
-                status_label=STATUS_LABELS[TicketStatus.WAITING], stage=qcfg.stage, priority=prio,
-                priority_class=priority_class, window=None, recalls=0, issued_at=now,
-            )
-            payload = TicketEventPayload(type="issued", hall=hall.id, seq=0, at=now, window=None, ticket=view)
-            self._pending_event(s, {"ticket_id": tid, "hall_id": hall.id, "kind": "issued", "at": now,
-                                    "queue_id": qcfg.id, "window": None, "actor": actor,
-                                    "data": {"channel": channel}}, payload)
-            out.add("ticket", hall.id, payload, [f"hall:{hall.id}"])
-            ahead, wait = self._estimate(s, conn, hall, qcfg.id, day, tid, place, prio, now)
-            return view, ahead, wait
-
+    def _issue_batch(self, reqs: Sequence[_IssueRequest]) -> list[object]:
+        """Issue a batch in one transaction: one counter upsert per queue, one insert of all tickets,
+        one of all events, one people-ahead query, one commit. Each request still gets its own answer:
+        a refusal (daily cap, per-person limit) is that request's alone, and a request id seen before,
+        in the database or earlier in the batch, is answered with the ticket it issued."""
+        out = Outbox()
         try:
-            view, ahead, wait = self._run(work)  # type: ignore[misc]
-        except (IntegrityError, Conflict) as exc:
-            # a retried request id: answer with the ticket it already issued (even if a limit is now reached)
+            with self.db.write() as s:
+                outcomes = self._issue_in(s, out, reqs)
+                self._write_events(s)
+        except IntegrityError as exc:
+            # another process issued one of these request ids just now: one at a time, each retry
+            # answered with the ticket the other process issued
+            if len(reqs) > 1:
+                return [o for r in reqs for o in self._issue_batch([r])]
             with self.db.read() as s:
-                t = s.scalar(select(m.Ticket).where(m.Ticket.hall_id == hall.id, m.Ticket.request_id == request_id))
-                if t is None:
-                    raise exc from None
-                ahead, wait = self._estimate_for(s, hall, t, now)
-            return IssuedTicket(
+                replayed = self._replays(s, reqs)
+            return [replayed.get((reqs[0].hall.id, reqs[0].row["request_id"]), exc)]
+        self.publish(out)  # after the commit, never before
+        return outcomes
+
+    def _issue_in(self, s: Session, out: Outbox, reqs: Sequence[_IssueRequest]) -> list[object]:
+        conn = s.connection()  # Core on the connection: no ORM bookkeeping on this path
+        for r in reqs:
+            self._ensure_day(s, out, r.hall, r.row["issued_at"])  # type: ignore[arg-type]
+        outcomes: list[object] = [None] * len(reqs)
+        replayed = self._replays(s, reqs)
+        first: dict[tuple[str, object], int] = {}  # request id -> its first request in this batch
+        fresh: list[int] = []
+        for i, r in enumerate(reqs):
+            key = (r.hall.id, r.row["request_id"])
+            if key in replayed:
+                outcomes[i] = replayed[key]
+            elif key not in first:
+                first[key] = i
+                fresh.append(i)
+
+        # refusals, in arrival order: the daily cap and per-person limits count the requests before
+        T = m.Ticket
+        groups = sorted({(r.hall.id, r.queue.id, r.row["service_day"]) for r in (reqs[i] for i in fresh)})
+        last = {g: self._count_up(conn, g, 0) for g in groups
+                if self.config.hall(g[0]).queue(g[1]).daily_cap is not None}  # type: ignore[arg-type]
+        people: dict[tuple[object, ...], dict[str, int]] = {}
+        hashes = {reqs[i].row["person_hash"] for i in fresh} - {None}
+        if hashes:
+            for h, p, d, q, n in s.execute(
+                select(T.hall_id, T.person_hash, T.service_day, T.origin_queue_id, func.count())
+                .where(T.hall_id.in_({r.hall.id for r in reqs}), T.person_hash.in_(hashes),
+                       T.service_day.in_({r.row["service_day"] for r in reqs}),
+                       T.status != TicketStatus.CANCELLED.value)
+                .group_by(T.hall_id, T.person_hash, T.service_day, T.origin_queue_id)):
+                people.setdefault((h, p, d), {})[q] = n
+        accepted: dict[tuple[str, str, object], list[int]] = {g: [] for g in groups}
+        for i in fresh:
+            r = reqs[i]
+            g = (r.hall.id, r.queue.id, r.row["service_day"])
+            cap = r.queue.daily_cap
+            if cap is not None and last[g] + len(accepted[g]) >= cap:
+                outcomes[i] = Conflict(f"{r.queue.name}今日号源已取完（每日{cap}个），请改日再来",
+                                       code="daily_cap_reached")
+                continue
+            if r.row["person_hash"] is not None:
+                per_queue = people.setdefault((r.hall.id, r.row["person_hash"], r.row["service_day"]), {})
+                refusal = self._person_refusal(r.hall, r.queue.id, per_queue)
+                if refusal is not None:
+                    outcomes[i] = refusal
+                    continue
+                per_queue[r.queue.id] = per_queue.get(r.queue.id, 0) + 1
+            accepted[g].append(i)
+
+        # numbers: gap-free because every number counted here is inserted in this same transaction
+        rows: list[dict[str, object]] = []
+        for g in groups:
+            if not accepted[g]:
+                continue
+            top = self._count_up(conn, g, len(accepted[g]))
+            for number, i in enumerate(accepted[g], start=top - len(accepted[g]) + 1):
+                r = reqs[i]
+                rows.append({**r.row, "number": number, "display": numbering.format_number(r.queue.prefix, number)})
+        if not rows:
+            return self._copy_duplicates(reqs, first, outcomes)
+        ids = self._insert_many(conn, self._issue_statements().tickets, rows)
+        ahead = dict(conn.execute(self._AHEAD_MANY, {"ids": ids}).all())
+        for tid, row in zip(ids, rows):
+            i = first[(row["hall_id"], row["request_id"])]
+            r, now = reqs[i], row["issued_at"]
+            view = TicketView(
+                id=tid, number=row["display"], queue=r.queue.id, queue_name=r.queue.name,
+                status=TicketStatus.WAITING.value, status_label=STATUS_LABELS[TicketStatus.WAITING],
+                stage=r.queue.stage, priority=row["priority"], priority_class=row["priority_class"], window=None,
+                recalls=0, issued_at=now,
+            )
+            payload = TicketEventPayload(type="issued", hall=r.hall.id, seq=0, at=now, window=None, ticket=view)
+            self._pending_event(s, {"ticket_id": tid, "hall_id": r.hall.id, "kind": "issued", "at": now,
+                                    "queue_id": r.queue.id, "window": None, "actor": r.actor,
+                                    "data": {"channel": row["channel"]}}, payload)
+            out.add("ticket", r.hall.id, payload, [f"hall:{r.hall.id}"])
+            n = ahead.get(tid, 0)
+            outcomes[i] = IssuedTicket(
+                ticket=view, hall=r.hall.id, people_ahead=n,
+                estimated_wait_seconds=self._wait(s, r.hall, r.queue.id, row["service_day"], n),  # type: ignore[arg-type]
+                public_token=row["public_token"], person_masked=row["person_masked"],  # type: ignore[arg-type]
+                service_day=row["service_day"], replayed=False,  # type: ignore[arg-type]
+            )
+        return self._copy_duplicates(reqs, first, outcomes)
+
+    @staticmethod
+    def _copy_duplicates(reqs: Sequence[_IssueRequest], first: dict[tuple[str, object], int],
+                         outcomes: list[object]) -> list[object]:
+        """A request id sent twice in one batch (a double tap): the second gets the first's answer."""
+        for i, r in enumerate(reqs):
+            if outcomes[i] is None:
+                o = outcomes[first[(r.hall.id, r.row["request_id"])]]
+                outcomes[i] = dataclasses.replace(o, replayed=True) if isinstance(o, IssuedTicket) else o
+        return outcomes
+
+    def _replays(self, s: Session, reqs: Sequence[_IssueRequest]) -> dict[tuple[str, object], IssuedTicket]:
+        """The tickets already issued for these request ids: a retry gets its ticket again, even if a
+        limit is reached by now."""
+        T = m.Ticket
+        found = s.scalars(select(T).where(T.hall_id.in_({r.hall.id for r in reqs}),
+                                          T.request_id.in_({r.row["request_id"] for r in reqs}))).all()
+        out = {}
+        for t in found:
+            hall = self.hall(t.hall_id)
+            ahead, wait = self._estimate_for(s, hall, t, self.clock())
+            out[(t.hall_id, t.request_id)] = IssuedTicket(
                 ticket=self._view(hall, t), hall=hall.id, people_ahead=ahead, estimated_wait_seconds=wait,
                 public_token=t.public_token, person_masked=t.person_masked, service_day=t.service_day,
-                replayed=True,
-            )
-        return IssuedTicket(ticket=view, hall=hall.id, people_ahead=ahead, estimated_wait_seconds=wait,
-                            public_token=token, person_masked=person_masked, service_day=day, replayed=False)
+                replayed=True)
+        return out
+
+    def _count_up(self, conn: Connection, group: tuple[str, str, object], n: int) -> int:
+        """Add ``n`` to a queue's day counter and return its new value (``n = 0`` creates and locks the
+        row and reads it)."""
+        hall_id, queue_id, day = group
+        return conn.execute(self._issue_statements().counter,
+                            {"hall_id": hall_id, "queue_id": queue_id, "service_day": day, "n": n}).scalar_one()
 
     def _issue_statements(self) -> "_IssueStatements":
         if self._issue_stmts is None:
@@ -375,35 +485,40 @@ class QueueService:
             # SQLite (>= 3.35) and PostgreSQL
             counter = text(
                 "INSERT INTO counters (hall_id, queue_id, service_day, last_number) "
-                "VALUES (:hall_id, :queue_id, :service_day, 1) "
-                "ON CONFLICT (hall_id, queue_id, service_day) DO UPDATE SET last_number = counters.last_number + 1 "
+                "VALUES (:hall_id, :queue_id, :service_day, :n) "
+                "ON CONFLICT (hall_id, queue_id, service_day) DO UPDATE SET last_number = counters.last_number + :n "
                 "RETURNING last_number"
             ).bindparams(bindparam("service_day", type_=Date))
+            # many rows in one statement (SQLAlchemy's "insertmanyvalues"); see _insert_many for the order
+            ordered = self.db.is_postgres
             self._issue_stmts = _IssueStatements(
                 counter=counter,
-                ticket=insert(tickets).returning(tickets.c.id),
-                event=insert(events).returning(events.c.id),
+                tickets=insert(tickets).returning(tickets.c.id, sort_by_parameter_order=ordered),
+                events=insert(events).returning(events.c.id, sort_by_parameter_order=ordered),
             )
         return self._issue_stmts
 
+    def _insert_many(self, conn: Connection, stmt: object, rows: list[dict[str, object]]) -> list[int]:
+        """Insert rows in one statement and return their ids in the rows' order. PostgreSQL: SQLAlchemy
+        orders RETURNING itself. SQLite: it would fall back to one statement per row, but there one
+        INSERT ... VALUES assigns rowids in the order of its rows (the writer holds the database lock),
+        so the sorted ids are the rows' ids."""
+        ids = conn.execute(stmt, rows).scalars().all()  # type: ignore[call-overload]
+        return list(ids) if self.db.is_postgres else sorted(ids)
 
-    def _check_person_limits(self, s: Session, hall: Hall, queue_id: str, person_hash: str, day: dt.date) -> None:
-        rows = s.execute(
-            select(m.Ticket.origin_queue_id, func.count()).where(
-                m.Ticket.hall_id == hall.id, m.Ticket.person_hash == person_hash, m.Ticket.service_day == day,
-                m.Ticket.status != TicketStatus.CANCELLED.value,
-            ).group_by(m.Ticket.origin_queue_id)
-        ).all()
-        per_queue = dict(rows)
+    def _person_refusal(self, hall: Hall, queue_id: str, per_queue: dict[str, int]) -> Conflict | None:
+        """Why one more ticket for this person would break the hall's per-person limits, if it would;
+        ``per_queue`` counts the person's tickets of the day by queue."""
         lim = hall.person_limits
         if lim.per_queue_per_day is not None and per_queue.get(queue_id, 0) >= lim.per_queue_per_day:
-            raise Conflict(
+            return Conflict(
                 f"您今天在“{hall.queue(queue_id).name}”已取号{per_queue[queue_id]}次，已达每日上限{lim.per_queue_per_day}次；"
                 "如有需要请到导服台咨询", code="person_limit_queue")
         total = sum(per_queue.values())
         if lim.per_hall_per_day is not None and total >= lim.per_hall_per_day:
-            raise Conflict(f"您今天在本大厅已取号{total}次，已达每日上限{lim.per_hall_per_day}次；如有需要请到导服台咨询",
-                           code="person_limit_hall")
+            return Conflict(f"您今天在本大厅已取号{total}次，已达每日上限{lim.per_hall_per_day}次；如有需要请到导服台咨询",
+                            code="person_limit_hall")
+        return None
 
     # ---- estimates ---------------------------------------------------------------------------
     def _handling_seconds(self, s: Session, hall: Hall, queue_id: str, day: dt.date) -> float:
@@ -434,31 +549,29 @@ class QueueService:
     def _estimate_for(self, s: Session, hall: Hall, t: m.Ticket, now: dt.datetime) -> tuple[int, float]:
         if t.status != TicketStatus.WAITING.value:
             return 0, 0.0
-        return self._estimate(s, s.connection(), hall, t.queue_id, t.service_day, t.id, t.place, t.priority, now)
+        ahead = s.connection().execute(self._AHEAD_MANY, {"ids": [t.id]}).one()[1]
+        return ahead, self._wait(s, hall, t.queue_id, t.service_day, ahead)
 
-    _AHEAD = {
-        # waiting tickets of the queue that a ticket at (place, id) would be called after
-        prio: select(func.count()).where(
-            m.Ticket.hall_id == bindparam("hall_id"), m.Ticket.queue_id == bindparam("queue_id"),
-            m.Ticket.status == TicketStatus.WAITING.value, m.Ticket.id != bindparam("id"),
-            and_(or_(m.Ticket.place < bindparam("place"),
-                     and_(m.Ticket.place == bindparam("place"), m.Ticket.id < bindparam("id"))),
-                 m.Ticket.priority.is_(True)) if prio else
-            or_(m.Ticket.place < bindparam("place"), and_(m.Ticket.place == bindparam("place"), m.Ticket.id < bindparam("id")),
-                m.Ticket.priority.is_(True)),
-        )
-        for prio in (False, True)
-    }
+    @staticmethod
+    def _ahead_many():  # type: ignore[no-untyped-def]
+        """(id, people ahead) of the tickets ``ids``: the waiting tickets of the same queue that will be
+        called first; a priority ticket waits only behind earlier priority tickets, a normal one behind
+        every priority ticket and the earlier normal ones."""
+        T, o = m.Ticket, aliased(m.Ticket)
+        before = or_(o.place < T.place, and_(o.place == T.place, o.id < T.id))
+        first = case((T.priority.is_(True), and_(o.priority.is_(True), before)), else_=or_(o.priority.is_(True), before))
+        count = (select(func.count()).where(o.hall_id == T.hall_id, o.queue_id == T.queue_id,
+                                            o.status == TicketStatus.WAITING.value, o.id != T.id, first)
+                 .correlate(T).scalar_subquery())
+        return select(T.id, count).where(T.id.in_(bindparam("ids", expanding=True)))
 
-    def _estimate(self, s: Session, conn: Connection, hall: Hall, queue_id: str, day: dt.date, ticket_id: int, place: float,
-                  priority: bool, now: dt.datetime) -> tuple[int, float]:
-        ahead = conn.execute(self._AHEAD[bool(priority)],
-                          {"hall_id": hall.id, "queue_id": queue_id, "id": ticket_id, "place": place}).scalar() or 0
+    _AHEAD_MANY = _ahead_many()
+
+    def _wait(self, s: Session, hall: Hall, queue_id: str, day: dt.date, ahead: int) -> float:
         handling = self._cached(("handling", hall.id, queue_id, day.isoformat()),
                                 lambda: self._handling_seconds(s, hall, queue_id, day))
         shares = self._cached(("shares", hall.id), lambda: self._window_shares(s, hall))
-        windows = shares.get(queue_id, 0.0)  # type: ignore[attr-defined]
-        return ahead, estimate.estimate_wait(ahead, handling, windows)  # type: ignore[arg-type]
+        return estimate.estimate_wait(ahead, handling, shares.get(queue_id, 0.0))  # type: ignore[arg-type,attr-defined]
 
     # ---- windows -----------------------------------------------------------------------------
     def _lock_window(self, s: Session, hall: Hall, number: str) -> m.WindowState:
