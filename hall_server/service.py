@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import secrets
 import time
@@ -455,14 +456,19 @@ class QueueService:
                 outcomes[i] = dataclasses.replace(o, replayed=True) if isinstance(o, IssuedTicket) else o
         return outcomes
 
+    _KNOWN_REQUESTS = select(m.Ticket.id).where(m.Ticket.hall_id.in_(bindparam("halls", expanding=True)),
+                                                m.Ticket.request_id.in_(bindparam("requests", expanding=True)))
+
     def _replays(self, s: Session, reqs: Sequence[_IssueRequest]) -> dict[tuple[str, object], IssuedTicket]:
         """The tickets already issued for these request ids: a retry gets its ticket again, even if a
         limit is reached by now."""
         T = m.Ticket
-        found = s.scalars(select(T).where(T.hall_id.in_({r.hall.id for r in reqs}),
-                                          T.request_id.in_({r.row["request_id"] for r in reqs}))).all()
+        ids = s.connection().execute(self._KNOWN_REQUESTS, {"halls": list({r.hall.id for r in reqs}),
+                                                            "requests": list({r.row["request_id"] for r in reqs})})
+        found = [s.get(T, tid) for tid in ids.scalars()]  # usually none: only retries are found
         out = {}
         for t in found:
+            assert t is not None
             hall = self.hall(t.hall_id)
             ahead, wait = self._estimate_for(s, hall, t, self.clock())
             out[(t.hall_id, t.request_id)] = IssuedTicket(
@@ -609,10 +615,7 @@ class QueueService:
         if tstatus not in (TicketStatus.CALLED, TicketStatus.SERVING):
             t, tstatus = None, None
         status = window_status(ws.clerk is not None, ws.paused, tstatus)
-        clerk_name = None
-        if ws.clerk:
-            u = s.get(m.User, ws.clerk)
-            clerk_name = u.name if u else ws.clerk
+        clerk_name = self._clerk_name(s, ws.clerk) if ws.clerk else None
         since = ws.paused_at if ws.paused else (t.called_at if t is not None else ws.signed_in_at)
         return WindowPayload(
             hall=hall.id, number=ws.number, name=cfg.name or f"{ws.number}号窗口", status=status.value,
@@ -621,6 +624,13 @@ class QueueService:
             ticket=self._view(hall, t) if t is not None else None,
             queues=self._served_queues(hall, ws), since=since,
         )
+
+    def _clerk_name(self, s: Session, username: str) -> str:
+        """Names change rarely and are only shown: read once every few seconds, not on every window event."""
+        def load() -> str:
+            u = s.get(m.User, username)
+            return u.name if u else username
+        return self._cached(("clerk", username), load)  # type: ignore[return-value]
 
     def _log_window(self, s: Session, hall: Hall, ws: m.WindowState, kind: str, now: dt.datetime,
                     reason: str | None = None) -> None:
@@ -725,38 +735,48 @@ class QueueService:
         """The first few waiting tickets of each served queue and class, and those sent to this window:
         one small indexed query per branch, so the cost does not grow with the waiting pool. ``exclude``
         holds tickets this call failed to claim because another window is claiming them right now."""
-        T = m.Ticket
-        cols = (T.id, T.queue_id, T.place, T.priority, T.eligible_at, T.target_window)
-        skip = (T.id.not_in(sorted(exclude)),) if exclude else ()
-        branches = [
-            select(*cols).where(T.hall_id == hall.id, T.queue_id == q, T.status == TicketStatus.WAITING.value,
-                                T.priority.is_(prio), T.target_window.is_(None), T.eligible_at <= now, *skip)
-            .order_by(T.place, T.id).limit(limit).subquery().select()
-            for q in queues for prio in (False, True)
-        ]
-        branches.append(
-            select(*cols).where(T.hall_id == hall.id, T.status == TicketStatus.WAITING.value, T.target_window == window,
-                                *skip)
-            .order_by(T.place, T.id).limit(limit).subquery().select())
-        rows = s.execute(union_all(*branches)).all()
+        rows = s.connection().execute(self._candidates_query(tuple(queues), bool(exclude)), {
+            "hall_id": hall.id, "window": window, "now": now, "limit": limit, "exclude": sorted(exclude or ())})
         return [
             routing.Candidate(ticket_id=r.id, queue=r.queue_id, place=r.place, priority=r.priority,
                               eligible_at=r.eligible_at, target_window=r.target_window)
             for r in rows
         ]
 
-    def _claim(self, s: Session, ticket_id: int, window: str, clerk: str | None, now: dt.datetime) -> bool:
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one entry per window's list of queues; the service lives as long
+    def _candidates_query(self, queues: tuple[str, ...], exclude: bool):  # type: ignore[no-untyped-def]
+        """Built once per list of queues: building and hashing this union costs more than running it."""
         T = m.Ticket
-        lockable = select(T.id).where(T.id == ticket_id, T.status == TicketStatus.WAITING.value)
+        cols = (T.id, T.queue_id, T.place, T.priority, T.eligible_at, T.target_window)
+        skip = (T.id.not_in(bindparam("exclude", expanding=True)),) if exclude else ()
+        hall_id, limit = bindparam("hall_id"), bindparam("limit")
+        branches = [
+            select(*cols).where(T.hall_id == hall_id, T.queue_id == q, T.status == TicketStatus.WAITING.value,
+                                T.priority.is_(prio), T.target_window.is_(None), T.eligible_at <= bindparam("now"),
+                                *skip)
+            .order_by(T.place, T.id).limit(limit).subquery().select()
+            for q in queues for prio in (False, True)
+        ]
+        branches.append(
+            select(*cols).where(T.hall_id == hall_id, T.status == TicketStatus.WAITING.value,
+                                T.target_window == bindparam("window"), *skip)
+            .order_by(T.place, T.id).limit(limit).subquery().select())
+        return union_all(*branches)
+
+    def _claim(self, s: Session, ticket_id: int, window: str, clerk: str | None, now: dt.datetime) -> bool:
+        res = s.connection().execute(self._claim_statement(),
+                                     {"b_id": ticket_id, "b_window": window, "b_clerk": clerk, "b_now": now})
+        return res.rowcount == 1
+
+    @functools.cache  # noqa: B019 - one statement per service
+    def _claim_statement(self):  # type: ignore[no-untyped-def]
+        T = m.Ticket
+        lockable = select(T.id).where(T.id == bindparam("b_id"), T.status == TicketStatus.WAITING.value)
         if self.db.is_postgres:
             lockable = lockable.with_for_update(skip_locked=True)
-        res = s.execute(
-            update(T).where(T.id == lockable.scalar_subquery(), T.status == TicketStatus.WAITING.value)
-            .values(status=TicketStatus.CALLED.value, window=window, clerk=clerk, called_at=now, recalls=0,
-                    target_window=None)
-            .execution_options(synchronize_session=False)
-        )
-        return res.rowcount == 1
+        return (update(T).where(T.id == lockable.scalar_subquery(), T.status == TicketStatus.WAITING.value)
+                .values(status=TicketStatus.CALLED.value, window=bindparam("b_window"), clerk=bindparam("b_clerk"),
+                        called_at=bindparam("b_now", type_=m.Ticket.called_at.type), recalls=0, target_window=None))
 
     def _after_call(self, s: Session, out: Outbox, hall: Hall, ws: m.WindowState, ticket_id: int,
                     now: dt.datetime, actor: str | None) -> m.Ticket:
@@ -1022,7 +1042,7 @@ class QueueService:
         last_called = dict(s.execute(
             select(T.queue_id, T.display).where(T.hall_id == hall.id, T.service_day == day, T.called_at.is_not(None))
             .order_by(T.called_at.desc()).limit(200)).all()[::-1])
-        shares = self._window_shares(s, hall)
+        shares = self._cached(("shares", hall.id), lambda: self._window_shares(s, hall))  # as the estimates at issue
         open_counts: dict[str, int] = {}
         for ws in s.scalars(select(m.WindowState).where(m.WindowState.hall_id == hall.id, m.WindowState.clerk.is_not(None),
                                                         m.WindowState.paused.is_(False))):
@@ -1031,7 +1051,8 @@ class QueueService:
         views = []
         for q in hall.queues:
             n, oldest = waiting.get(q.id, (0, None))
-            handling = self._handling_seconds(s, hall, q.id, day) if n else q.default_handle_minutes * 60
+            handling = self._cached(("handling", hall.id, q.id, day.isoformat()),
+                                    lambda: self._handling_seconds(s, hall, q.id, day)) if n else q.default_handle_minutes * 60
             views.append(QueueView(
                 id=q.id, prefix=q.prefix, name=q.name, waiting=n,
                 longest_wait_seconds=max(0.0, now.timestamp() - oldest) if oldest else 0.0,
