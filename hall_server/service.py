@@ -380,8 +380,7 @@ class QueueService:
         # refusals, in arrival order: the daily cap and per-person limits count the requests before
         T = m.Ticket
         groups = sorted({(r.hall.id, r.queue.id, r.row["service_day"]) for r in (reqs[i] for i in fresh)})
-        last = {g: self._count_up(conn, g, 0) for g in groups
-                if self.config.hall(g[0]).queue(g[1]).daily_cap is not None}  # type: ignore[arg-type]
+        last = self._count_up(conn, {g: 0 for g in groups if self.config.hall(g[0]).queue(g[1]).daily_cap is not None})
         people: dict[tuple[object, ...], dict[str, int]] = {}
         hashes = {reqs[i].row["person_hash"] for i in fresh} - {None}
         if hashes:
@@ -412,10 +411,8 @@ class QueueService:
 
         # numbers: gap-free because every number counted here is inserted in this same transaction
         rows: list[dict[str, object]] = []
-        for g in groups:
-            if not accepted[g]:
-                continue
-            top = self._count_up(conn, g, len(accepted[g]))
+        tops = self._count_up(conn, {g: len(accepted[g]) for g in groups if accepted[g]})
+        for g, top in sorted(tops.items()):
             for number, i in enumerate(accepted[g], start=top - len(accepted[g]) + 1):
                 r = reqs[i]
                 rows.append({**r.row, "number": number, "display": numbering.format_number(r.queue.prefix, number)})
@@ -477,24 +474,25 @@ class QueueService:
                 replayed=True)
         return out
 
-    def _count_up(self, conn: Connection, group: tuple[str, str, object], n: int) -> int:
-        """Add ``n`` to a queue's day counter and return its new value (``n = 0`` creates and locks the
-        row and reads it)."""
-        hall_id, queue_id, day = group
-        return conn.execute(self._issue_statements().counter,
-                            {"hall_id": hall_id, "queue_id": queue_id, "service_day": day, "n": n}).scalar_one()
+    def _count_up(self, conn: Connection, add: dict[tuple[str, str, object], int]) -> dict[tuple[str, str, object], int]:
+        """Add to queues' day counters in one statement; their new values. Adding 0 creates and locks
+        a counter row and reads it."""
+        if not add:
+            return {}
+        rows = conn.execute(self._issue_statements().counter,
+                            [{"hall_id": h, "queue_id": q, "service_day": d, "last_number": n}
+                             for (h, q, d), n in sorted(add.items())])
+        return {(r.hall_id, r.queue_id, r.service_day): r.last_number for r in rows}
 
     def _issue_statements(self) -> "_IssueStatements":
         if self._issue_stmts is None:
             tickets, events = m.Ticket.__table__, m.TicketEvent.__table__
-            # text(): SQLAlchemy cannot cache a compiled ON CONFLICT statement; this SQL is the same on
-            # SQLite (>= 3.35) and PostgreSQL
-            counter = text(
-                "INSERT INTO counters (hall_id, queue_id, service_day, last_number) "
-                "VALUES (:hall_id, :queue_id, :service_day, :n) "
-                "ON CONFLICT (hall_id, queue_id, service_day) DO UPDATE SET last_number = counters.last_number + :n "
-                "RETURNING last_number"
-            ).bindparams(bindparam("service_day", type_=Date))
+            counters = m.Counter.__table__
+            upsert = self._upsert()(counters)  # not cacheable by SQLAlchemy (ON CONFLICT): ~0.1 ms to compile per batch
+            counter = upsert.on_conflict_do_update(
+                index_elements=[counters.c.hall_id, counters.c.queue_id, counters.c.service_day],
+                set_={"last_number": counters.c.last_number + upsert.excluded.last_number},
+            ).returning(counters.c.hall_id, counters.c.queue_id, counters.c.service_day, counters.c.last_number)
             # many rows in one statement (SQLAlchemy's "insertmanyvalues"); see _insert_many for the order
             ordered = self.db.is_postgres
             self._issue_stmts = _IssueStatements(
@@ -561,15 +559,19 @@ class QueueService:
     @staticmethod
     def _ahead_many():  # type: ignore[no-untyped-def]
         """(id, people ahead) of the tickets ``ids``: the waiting tickets of the same queue that will be
-        called first; a priority ticket waits only behind earlier priority tickets, a normal one behind
-        every priority ticket and the earlier normal ones."""
+        called first. A priority ticket waits only behind earlier priority tickets, a normal one behind
+        every priority ticket and the earlier normal ones. Each count is a range of ``ix_ticket_class``."""
         T, o = m.Ticket, aliased(m.Ticket)
-        before = or_(o.place < T.place, and_(o.place == T.place, o.id < T.id))
-        first = case((T.priority.is_(True), and_(o.priority.is_(True), before)), else_=or_(o.priority.is_(True), before))
-        count = (select(func.count()).where(o.hall_id == T.hall_id, o.queue_id == T.queue_id,
-                                            o.status == TicketStatus.WAITING.value, o.id != T.id, first)
-                 .correlate(T).scalar_subquery())
-        return select(T.id, count).where(T.id.in_(bindparam("ids", expanding=True)))
+
+        def waiting(*where: object):  # type: ignore[no-untyped-def]
+            return (select(func.count()).where(o.hall_id == T.hall_id, o.queue_id == T.queue_id,
+                                               o.status == TicketStatus.WAITING.value, *where)  # type: ignore[arg-type]
+                    .correlate(T).scalar_subquery())
+
+        before = and_(o.place <= T.place, or_(o.place < T.place, o.id < T.id))
+        ahead = case((T.priority.is_(True), waiting(o.priority.is_(True), before)),
+                     else_=waiting(o.priority.is_(True)) + waiting(o.priority.is_(False), before))
+        return select(T.id, ahead).where(T.id.in_(bindparam("ids", expanding=True)))
 
     _AHEAD_MANY = _ahead_many()
 
