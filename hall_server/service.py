@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import logging
 import secrets
 import time
@@ -101,6 +100,7 @@ class QueueService:
         # estimate inputs change slowly; recomputing them on every ticket was a third of an issue's cost
         self._estimate_cache: dict[tuple[str, ...], tuple[float, object]] = {}
         self._issue_stmts: _IssueStatements | None = None
+        self._statements: dict[object, object] = {}  # hot-path statements, built once (see _candidates_query)
         self._issuer: GroupCommit[_IssueRequest, IssuedTicket] = GroupCommit(self._issue_batch)
 
     ESTIMATE_CACHE_SECONDS = 2.0
@@ -745,9 +745,14 @@ class QueueService:
             for r in rows
         ]
 
-    @functools.lru_cache(maxsize=256)  # noqa: B019 - one entry per window's list of queues; the service lives as long
     def _candidates_query(self, queues: tuple[str, ...], exclude: bool):  # type: ignore[no-untyped-def]
         """Built once per list of queues: building and hashing this union costs more than running it."""
+        key = ("candidates", queues, exclude)
+        if key not in self._statements:
+            self._statements[key] = self._build_candidates_query(queues, exclude)
+        return self._statements[key]
+
+    def _build_candidates_query(self, queues: tuple[str, ...], exclude: bool):  # type: ignore[no-untyped-def]
         T = m.Ticket
         cols = (T.id, T.queue_id, T.place, T.priority, T.eligible_at, T.target_window)
         skip = (T.id.not_in(bindparam("exclude", expanding=True)),) if exclude else ()
@@ -770,8 +775,12 @@ class QueueService:
                                      {"b_id": ticket_id, "b_window": window, "b_clerk": clerk, "b_now": now})
         return res.rowcount == 1
 
-    @functools.cache  # noqa: B019 - one statement per service
     def _claim_statement(self):  # type: ignore[no-untyped-def]
+        if "claim" not in self._statements:
+            self._statements["claim"] = self._build_claim_statement()
+        return self._statements["claim"]
+
+    def _build_claim_statement(self):  # type: ignore[no-untyped-def]
         T = m.Ticket
         lockable = select(T.id).where(T.id == bindparam("b_id"), T.status == TicketStatus.WAITING.value)
         if self.db.is_postgres:
