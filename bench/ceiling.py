@@ -11,7 +11,7 @@ served by Werkzeug threaded through ``socketio.run`` (what ``hall serve`` runs) 
 ``-w 1 -k gthread``. The answer bounds what the ticket API can reach: whatever the database costs,
 issuing can never be faster than the bare stack.
 
-    .venv/bin/python -m bench.ceiling [--requests 6000] [--server werkzeug|gunicorn|both]
+    .venv/bin/python -m bench.ceiling [--requests 6000] [--server werkzeug|gunicorn|gevent|all]
 """
 from __future__ import annotations
 
@@ -139,12 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.ceiling", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=6000)
-    ap.add_argument("--server", choices=["werkzeug", "gunicorn", "gevent", "both"], default="both",
-                    help="gevent = gunicorn -w 1 -k gevent (needs gevent installed); both = all three")
+    ap.add_argument("--server", choices=["werkzeug", "gunicorn", "gevent", "all"], default="all",
+                    help="gevent = gunicorn -w 1 -k gevent (needs gevent installed); all = the three")
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=8)
     args = ap.parse_args(argv)
-    stacks = ["werkzeug", "gunicorn", "gevent"] if args.server == "both" else [args.server]
+    stacks = ["werkzeug", "gunicorn", "gevent"] if args.server == "all" else [args.server]
     print(f"load average before: {Path('/proc/loadavg').read_text().split()[0]} ({os.cpu_count()} cores)")
     print("| server | endpoint | requests/s | server CPU ms/request | client cores | p50 / p99 ms |")
     print("|---|---|---:|---:|---:|---:|")
