@@ -21,7 +21,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable, Literal, Sequence
 
-from sqlalchemy import Date, and_, bindparam, case, func, insert, or_, select, text, union_all, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, text, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
