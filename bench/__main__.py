@@ -96,7 +96,7 @@ def run_one(db: str, stack: str, args: argparse.Namespace, workdir: Path, profil
         res["throughput"] = dataclasses.asdict(tp)
         print(f"  [{db}/{stack}] issue: {tp.tickets} tickets in {tp.seconds:.2f} s = {tp.per_second:.0f}/s "
               f"(p50 {tp.latency_ms.get('p50', 0):.1f} ms, p99 {tp.latency_ms.get('p99', 0):.1f} ms; "
-              f"server CPU {tp.server_cpu_s / tp.seconds:.0%} of a core, client CPU {tp.client_cpu_s / tp.seconds:.0%}, "
+              f"server CPU {tp.server_cpu_s / tp.seconds:.0%} of a core = {1000 * tp.server_cpu_s / max(1, tp.tickets):.2f} ms per ticket, client CPU {tp.client_cpu_s / tp.seconds:.0%}, "
               f"PostgreSQL {tp.db_cpu_s / tp.seconds:.0%}, machine {tp.machine_busy:.0%} busy, other processes {tp.other_cores:.1f} cores) errors={tp.errors}", flush=True)
         listener = load.Listener(server.base, HALL)
         try:
@@ -168,9 +168,10 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller counts; finishes in under two minutes")
     ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
-    ap.add_argument("--server", choices=["werkzeug", "gunicorn", "both"], default="both",
+    ap.add_argument("--server", choices=["werkzeug", "gunicorn", "gevent", "both", "all"], default="both",
                     help="werkzeug = what `hall serve` runs (socketio.run, threaded); "
-                         "gunicorn = gunicorn -w 1 -k gthread --threads N")
+                         "gunicorn = gunicorn -w 1 -k gthread --threads N; gevent = gunicorn -w 1 -k gevent "
+                         "(needs gevent installed); both = werkzeug + gunicorn; all = the three")
     ap.add_argument("--threads", type=int, default=32, help="gunicorn threads (default 32)")
     ap.add_argument("--tickets", type=int, help="tickets to issue (default 3000, quick 500)")
     ap.add_argument("--issue-procs", type=int, default=2, help="client processes issuing (default 2)")
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tickets + 60 < need:
         ap.error(f"the waiting pool would run dry: --tickets must be at least {need - 60}")
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    stacks = ["werkzeug", "gunicorn"] if args.server == "both" else [args.server]
+    stacks = {"both": ["werkzeug", "gunicorn"], "all": ["werkzeug", "gunicorn", "gevent"]}.get(args.server, [args.server])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

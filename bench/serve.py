@@ -8,6 +8,10 @@ gunicorn, one process with a thread pool (Flask-SocketIO threading mode + simple
 
     BENCH_DB_URL=... gunicorn -w 1 --threads 32 -b 127.0.0.1:5055 'bench.serve:wsgi()'
 
+gunicorn with gevent (needs ``pip install gevent``; BENCH_ASYNC_MODE=gevent for Flask-SocketIO)::
+
+    BENCH_DB_URL=... BENCH_ASYNC_MODE=gevent gunicorn -w 1 -k gevent -b 127.0.0.1:5055 'bench.serve:wsgi()'
+
 The database must already be prepared (the driver does it, see bench.server.prepare).
 """
 from __future__ import annotations
@@ -52,7 +56,8 @@ def build():  # type: ignore[no-untyped-def]
 
     url = os.environ["BENCH_DB_URL"]
     app, socketio = create_app(bench_config(url), database_url=url,
-                               redis_url=os.environ.get("BENCH_REDIS_URL", ""), secret=SECRET)
+                               redis_url=os.environ.get("BENCH_REDIS_URL", ""), secret=SECRET,
+                               async_mode=os.environ.get("BENCH_ASYNC_MODE", "threading"))
     start_day_keeper(app)  # as `hall serve` does
     return app, socketio
 

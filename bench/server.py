@@ -156,11 +156,13 @@ class Server:
         gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or shutil.which("gunicorn")
         if gunicorn is None:
             raise SystemExit("gunicorn is not installed: .venv/bin/pip install gunicorn (or use --server werkzeug)")
-        return [gunicorn, "-w", "1", "-k", "gthread", "--threads", str(self.threads), "-b", f"127.0.0.1:{self.port}",
+        worker = ["-k", "gevent"] if self.kind == "gevent" else ["-k", "gthread", "--threads", str(self.threads)]
+        return [gunicorn, "-w", "1", *worker, "-b", f"127.0.0.1:{self.port}",
                 "--log-level", "warning", "--graceful-timeout", "2", "bench.serve:wsgi()"]
 
     def start(self) -> "Server":
-        env = {**os.environ, "BENCH_DB_URL": self.url, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "BENCH_DB_URL": self.url, "PYTHONPATH": str(ROOT),
+               "BENCH_ASYNC_MODE": "gevent" if self.kind == "gevent" else "threading"}
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)

@@ -46,6 +46,7 @@ class Ticket(Base):
         UniqueConstraint("hall_id", "origin_queue_id", "service_day", "number", name="uq_ticket_number"),
         UniqueConstraint("hall_id", "request_id", name="uq_ticket_request"),
         Index("ix_ticket_waiting", "hall_id", "queue_id", "status", "place"),
+        Index("ix_ticket_class", "hall_id", "queue_id", "status", "priority", "place", "id"),
         Index("ix_ticket_person", "hall_id", "person_hash", "service_day"),
         Index("ix_ticket_day", "hall_id", "service_day"),
     )

@@ -51,6 +51,16 @@ def test_elderly_citizen_gets_priority_from_birth_date(hall: HallClient) -> None
     assert r["people_ahead"] == 0  # priority goes ahead of normal tickets
 
 
+def test_people_ahead_counts_every_priority_ticket_and_earlier_normal_ones(hall: HallClient) -> None:
+    a1 = hall.issue(queue="biz")
+    elder1 = hall.issue(queue="biz", id_number=ELDER_ID)
+    a2 = hall.issue(queue="biz")
+    elder2 = hall.issue(queue="biz", id_number=ELDER_ID)
+    assert [a1["people_ahead"], elder1["people_ahead"], a2["people_ahead"], elder2["people_ahead"]] == [0, 0, 2, 1]
+    now = hall.req("GET", f"/api/v1/halls/t/tickets/{a1['ticket']['id']}", "boss").get_json()
+    assert now["people_ahead"] == 2  # both elderly citizens went ahead of A001
+
+
 def test_per_person_daily_limit_refuses_with_reason(hall: HallClient) -> None:
     hall.issue(queue="biz", id_number=YOUNG_ID)
     hall.issue(queue="biz", id_number=YOUNG_ID)
