@@ -383,6 +383,13 @@ class QueueService:
         last = self._count_up(conn, {g: 0 for g in groups if self.config.hall(g[0]).queue(g[1]).daily_cap is not None})
         people: dict[tuple[object, ...], dict[str, int]] = {}
         hashes = {reqs[i].row["person_hash"] for i in fresh} - {None}
+        if hashes and self.db.is_postgres:
+            # Another server process may be issuing to the same person right now: its batch and this one
+            # take the person's lock (in one order: no deadlock) so each counts the other's tickets.
+            # SQLite needs none: its writers are serialised by BEGIN IMMEDIATE across processes.
+            for key in sorted({f"{reqs[i].hall.id}:{reqs[i].row['person_hash']}" for i in fresh
+                               if reqs[i].row["person_hash"] is not None}):
+                s.execute(self._PERSON_LOCK, {"k": zlib.crc32(key.encode()) - 2**31})
         if hashes:
             for h, p, d, q, n in s.execute(
                 select(T.hall_id, T.person_hash, T.service_day, T.origin_queue_id, func.count())
@@ -452,6 +459,9 @@ class QueueService:
                 o = outcomes[first[(r.hall.id, r.row["request_id"])]]
                 outcomes[i] = dataclasses.replace(o, replayed=True) if isinstance(o, IssuedTicket) else o
         return outcomes
+
+    # the two-key form: a key space of its own, apart from the one-key hall-seq locks of _write_events
+    _PERSON_LOCK = text("SELECT pg_advisory_xact_lock(1, :k)")
 
     _KNOWN_REQUESTS = select(m.Ticket.id).where(m.Ticket.hall_id.in_(bindparam("halls", expanding=True)),
                                                 m.Ticket.request_id.in_(bindparam("requests", expanding=True)))

@@ -223,3 +223,40 @@ def test_limits_hold_for_requests_issued_together(db_url: str) -> None:
     per_prefix = collections.Counter(d[0] for d in stored.values())
     assert sorted(stored.values()) == sorted(f"{p}{n:03d}" for p, k in per_prefix.items() for n in range(1, k + 1))
     db.dispose()
+
+
+def test_a_persons_limits_hold_across_server_processes(db_url: str) -> None:
+    """Two server processes (two services, each with its own connection pool and its own batches)
+    issue for one person at once: together they still give the person no more than the limits."""
+    from tests.hall_server.test_tickets_api import valid_id
+
+    cfg = busy_hall(person_limits=(2, 3), q3_cap=None)
+    upgrade(db_url)
+    dbs = [Database(db_url, pool_size=20) for _ in range(2)]
+    services = [QueueService(cfg, d, b"k" * 32) for d in dbs]
+    services[0].sync_state()
+    tout = valid_id("11010519900307123")
+    results: list[object] = []
+    barrier = threading.Barrier(24)
+
+    def go(i: int) -> None:
+        barrier.wait()
+        try:
+            r: object = services[i % 2].issue("busy", request_id=f"tout-{i:04d}", channel="kiosk",
+                                              queue=f"q{i % 3}", id_number=tout)
+        except Conflict as exc:
+            r = exc.code
+        results.append(r)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 24
+    issued = [r for r in results if not isinstance(r, str)]
+    assert len(issued) == 3  # the hall-wide limit, over both processes
+    assert max(collections.Counter(r.ticket.queue for r in issued).values()) <= 2  # type: ignore[attr-defined]
+    assert set(r for r in results if isinstance(r, str)) <= {"person_limit_hall", "person_limit_queue"}
+    for d in dbs:
+        d.dispose()
