@@ -7,7 +7,6 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 from .config import ConfigError, HallConfig, load_config
 
@@ -15,7 +14,11 @@ log = logging.getLogger("hall")
 
 
 def _config(args: argparse.Namespace) -> HallConfig:
-    path = args.config or os.environ.get("HALL_CONFIG") or "hall.toml"
+    return config_from(args.config or os.environ.get("HALL_CONFIG") or "hall.toml")
+
+
+def config_from(path: str) -> HallConfig:
+    """The config file with HALL_DATABASE_URL / HALL_REDIS_URL applied over it."""
     cfg = load_config(path)
     overrides = {}
     if os.environ.get("HALL_DATABASE_URL"):

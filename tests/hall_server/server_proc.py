@@ -21,7 +21,8 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(self, db_url: str, workdir: Path, *, redis_url: str = "", config: Path | None = None,
-                 secret: str = "test-secret-shared") -> None:
+                 secret: str = "test-secret-shared", gunicorn: bool = False) -> None:
+        self.gunicorn = gunicorn  # the production stack (hall_server.wsgi) instead of `hall serve`
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = config or HERE / "small_hall.toml"
@@ -38,10 +39,13 @@ class ServerProcess:
         return out.stdout
 
     def start(self) -> "ServerProcess":
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hall_server.cli", "-c", str(self.config), "serve", "--port", str(self.port)],
-            env=self.env, cwd=self.workdir, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
-        )
+        if self.gunicorn:
+            cmd = [str(Path(sys.executable).parent / "gunicorn"), "-w", "1", "-k", "gthread", "--threads", "20",
+                   "-b", f"127.0.0.1:{self.port}", "hall_server.wsgi:app()"]
+        else:
+            cmd = [sys.executable, "-m", "hall_server.cli", "-c", str(self.config), "serve", "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, env={**self.env, "HALL_CONFIG": str(self.config)}, cwd=self.workdir,
+                                     stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

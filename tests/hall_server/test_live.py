@@ -3,7 +3,6 @@ reconnects resynchronise, rooms are guarded, and a second process's events arriv
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -169,3 +168,25 @@ def test_two_processes_share_events_through_redis(db_url: str, tmp_path: Path) -
     finally:
         a.stop()
         b.stop()
+
+
+def test_gunicorn_serves_the_api_and_live_events(db_url: str, tmp_path: Path) -> None:
+    """The production entry (hall_server.wsgi under gunicorn gthread) prepares the database itself and
+    serves REST and Socket.IO like `hall serve`."""
+    srv = ServerProcess(db_url, tmp_path, gunicorn=True)
+    srv.start()
+    try:
+        assert "首次运行" in srv.log.read_text()  # the first run printed the admin's one-time password
+        srv.hall("user", "clerk1", "--password", "clerk-pass-1")
+        kiosk = srv.hall("device-token", "t", "kiosk1").strip()
+        screen = Listener(srv.url, {"hall": "t"}).connect()
+        screen.next("snapshot")
+        api = Api(srv.url)
+        clerk = api.token("clerk1", "clerk-pass-1")
+        assert api.issue(kiosk)["ticket"]["number"] == "A001"
+        api.post("/halls/t/windows/1/sign-in", clerk)
+        called = api.post("/halls/t/windows/1/call-next", clerk)["ticket"]
+        assert screen.calls(1)[0]["ticket"]["id"] == called["id"]
+        screen.client.disconnect()
+    finally:
+        srv.stop()

@@ -1,0 +1,29 @@
+"""WSGI entry for production: gunicorn with one gthread worker per process, the stack measured best in
+docs/benchmarks.md (``hall serve`` runs Werkzeug, for the demo and development)::
+
+    hall -c hall.toml db upgrade            # once, before the first start and after each upgrade
+    HALL_CONFIG=hall.toml gunicorn -w 1 -k gthread --threads 100 -b 0.0.0.0:5000 'hall_server.wsgi:app()'
+
+Every Socket.IO connection holds a gunicorn thread, so ``--threads`` must exceed the hall's screens,
+consoles, gateways and kiosks plus the concurrent requests. More processes (several gunicorn commands,
+or hosts) need ``[server] redis_url`` and a load balancer with sticky sessions. ``HALL_DATABASE_URL``
+and ``HALL_REDIS_URL`` override the config file as for ``hall``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+
+def app() -> Any:
+    """The application factory gunicorn calls once per worker process."""
+    from .app import create_app
+    from .cli import _prepare, config_from, start_day_keeper
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = config_from(os.environ.get("HALL_CONFIG") or "hall.toml")
+    flask_app, _socketio = create_app(cfg)
+    _prepare(flask_app)  # the schema is current and users are synced; first run prints the admin's password
+    start_day_keeper(flask_app)
+    return flask_app
