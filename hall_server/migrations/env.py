@@ -1,5 +1,4 @@
 from alembic import context
-from sqlalchemy import pool
 
 from hall_server.db import make_engine
 from hall_server.models import Base

@@ -9,7 +9,7 @@ import wave
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from device_drivers.health import Health

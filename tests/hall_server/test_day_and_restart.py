@@ -6,7 +6,7 @@ import datetime as dt
 import sqlalchemy as sa
 
 from hall_server.config import HallConfig
-from tests.hall_server.conftest import FakeClock, HallClient, make_client
+from tests.hall_server.conftest import FakeClock, make_client
 
 
 def with_midnight(config: HallConfig, policy: str) -> HallConfig:

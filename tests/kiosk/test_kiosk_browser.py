@@ -4,7 +4,6 @@ from the printer simulator."""
 from __future__ import annotations
 
 import concurrent.futures
-import datetime as dt
 import re
 import time
 
