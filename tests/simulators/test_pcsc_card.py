@@ -242,11 +242,15 @@ def test_second_reader_and_a_reader_filter(pcscd, cards) -> None:
 
 def test_no_matching_reader_is_offline(pcscd) -> None:
     rec = Recorder()
-    with PcscReaderService(reader_filter="ACS ACR1281", poll_interval=0.1) as svc:
-        svc.subscribe_health(rec)
+    svc = PcscReaderService(reader_filter="ACS ACR1281", poll_interval=0.1)
+    svc.subscribe_health(rec)  # before it starts: its first health event may come at once
+    svc.start()
+    try:
         event: HealthEvent = rec.wait_for(of(HealthEvent), "health event")
         assert (event.health, event.reason) == (Health.OFFLINE, NO_READER)
         assert svc.readers == []
+    finally:
+        svc.stop()
 
 
 def test_readers_disappear_with_pcscd_and_come_back(service, cards) -> None:
