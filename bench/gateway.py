@@ -210,6 +210,7 @@ def run(db: str, cycles: int, workdir: Path) -> dict[str, Any]:
             sess = requests.Session()
             rnd = random.Random(int(w))
             barrier.wait()
+            time.sleep(rnd.uniform(0.0, 2.0))  # spread the windows' phases: the burst phase below is the all-at-once case
             for _ in range(cycles):
                 t0 = time.monotonic()
                 res = act(sess, w, "call-next")
@@ -306,7 +307,8 @@ def section(results: list[dict[str, Any]], when: str) -> str:
         f"{WINDOWS} windows, one hall bus simulator on TCP (50 window boards + the composite board), the gateway "
         "in the benchmark process, the server as `hall serve`. t0 = just before the clerk's `POST call-next` "
         "(or `recall`); board = the simulator executed the SHOW_CALLED frame; WAV = the announcer has the call's "
-        "WAV (joined from pieces rendered ahead; from the cache for a recall of the same sentence). Paced: each window "
+        "WAV (joined from pieces rendered ahead; from the cache for a recall of the same sentence). Paced: each window, "
+        "starting at a random moment in its first 2 s, "
         "calls, recalls, starts and finishes with 0.5-1.5 s between steps; burst: all 50 windows call at once. "
         "Cells: p50 / p99 ms (count). Targets: board p99 < 100 ms, first-rendered WAV p99 < 500 ms.", "",
         "Decomposition of the paced board latency: *answer* = t0 → the clerk has the HTTP answer of `call-next`, "
