@@ -21,7 +21,18 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable, Literal, Sequence
 
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, text, union_all, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -34,12 +45,25 @@ from .config import Queue as QueueConfig
 from .db import Database
 from .errors import BadRequest, Conflict, NotFound
 from .events import (
-    Outbox, QueuesPayload, QueueView, SnapshotPayload, TicketEventPayload, TicketEventType, TicketView,
+    Outbox,
+    QueuesPayload,
+    QueueView,
+    SnapshotPayload,
+    TicketEventPayload,
+    TicketEventType,
+    TicketView,
     WindowPayload,
 )
+from .publish_order import PublishOrder
 from .rules import estimate, identity, numbering, routing
 from .rules.states import (
-    STATUS_LABELS, WINDOW_LABELS, Action, IllegalTransition, TicketStatus, next_status, window_status,
+    STATUS_LABELS,
+    WINDOW_LABELS,
+    Action,
+    IllegalTransition,
+    TicketStatus,
+    next_status,
+    window_status,
 )
 
 log = logging.getLogger(__name__)
@@ -96,6 +120,7 @@ class QueueService:
         self.secret = secret
         self.clock = clock
         self.publish = publish or (lambda outbox: None)
+        self._order: PublishOrder[Outbox] = PublishOrder(lambda outbox: self.publish(outbox))
         self._rolled: dict[str, dt.date] = {}
         # estimate inputs change slowly; recomputing them on every ticket was a third of an issue's cost
         self._estimate_cache: dict[tuple[str, ...], tuple[float, object]] = {}
@@ -166,7 +191,7 @@ class QueueService:
         ``seq`` is filled in then."""
         s.info.setdefault("events", []).append((row, payload))
 
-    def _write_events(self, s: Session) -> None:
+    def _write_events(self, s: Session) -> object | None:
         """Insert the transaction's ticket events just before it commits, so that ``seq`` (the
         ticket_events id) follows commit order within a hall. On PostgreSQL ids come from a sequence at
         insert time, so two transactions could commit in the other order, and a client that keeps the
@@ -175,7 +200,7 @@ class QueueService:
         commit, rules that out. SQLite already has one writer at a time."""
         pending = s.info.pop("events", None)
         if not pending:
-            return
+            return None
         s.flush()  # the tickets the events point at
         if self.db.is_postgres:
             for hall_id in sorted({row["hall_id"] for row, _ in pending}):  # type: ignore[type-var]
@@ -183,17 +208,31 @@ class QueueService:
         ids = self._insert_many(s.connection(), self._issue_statements().events, [row for row, _ in pending])
         for (_, payload), seq in zip(pending, ids):
             payload.seq = seq
+        # still under the lock that orders seq: a place in the publishing line in that same order
+        return self._order.reserve()
 
     def _run(self, fn: Callable[[Session, Outbox], object]) -> object:
         out = Outbox()
-        with self.db.write() as s:
-            result = fn(s, out)
-            self._write_events(s)
-            streaks = s.info.pop("streaks", None)
-        self.publish(out)  # after the commit, never before
+        place = None
+        try:
+            with self.db.write() as s:
+                result = fn(s, out)
+                place = self._write_events(s)
+                streaks = s.info.pop("streaks", None)
+        except BaseException:
+            if place is not None:
+                self._order.done(place, None)
+            raise
+        self._published(place, out)  # after the commit, never before
         if streaks:
             self._bump_streaks(streaks)
         return result
+
+    def _published(self, place: object, out: Outbox) -> None:
+        if place is None:
+            self.publish(out)  # no ticket events: nothing to keep in order
+        else:
+            self._order.done(place, out)  # type: ignore[arg-type]
 
     # ---- service day -------------------------------------------------------------------------
     def _ensure_day(self, s: Session, out: Outbox, hall: Hall, now: dt.datetime) -> dt.date:
@@ -349,11 +388,16 @@ class QueueService:
         a refusal (daily cap, per-person limit) is that request's alone, and a request id seen before,
         in the database or earlier in the batch, is answered with the ticket it issued."""
         out = Outbox()
+        place = None
         try:
             with self.db.write() as s:
                 outcomes = self._issue_in(s, out, reqs)
-                self._write_events(s)
-        except IntegrityError as exc:
+                place = self._write_events(s)
+        except BaseException as exc:
+            if place is not None:
+                self._order.done(place, None)
+            if not isinstance(exc, IntegrityError):
+                raise
             # another process issued one of these request ids just now: one at a time, each retry
             # answered with the ticket the other process issued
             if len(reqs) > 1:
@@ -361,7 +405,7 @@ class QueueService:
             with self.db.read() as s:
                 replayed = self._replays(s, reqs)
             return [replayed.get((reqs[0].hall.id, reqs[0].row["request_id"]), exc)]
-        self.publish(out)  # after the commit, never before
+        self._published(place, out)  # after the commit, never before
         return outcomes
 
     def _issue_in(self, s: Session, out: Outbox, reqs: Sequence[_IssueRequest]) -> list[object]:
