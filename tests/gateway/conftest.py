@@ -193,7 +193,8 @@ class TcpProxy:
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         ls.bind(("127.0.0.1", self.port))
         ls.listen(64)
-        self._listener = ls
+        with self._lock:
+            self._listener = ls
         threading.Thread(target=self._accept, args=(ls,), daemon=True).start()
 
     def _accept(self, ls: socket.socket) -> None:
@@ -209,6 +210,10 @@ class TcpProxy:
                 continue
             upstream.settimeout(None)
             with self._lock:
+                if self._listener is not ls:  # cut while this one was being connected: it must not survive
+                    client.close()
+                    upstream.close()
+                    return
                 self._socks += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
@@ -226,11 +231,11 @@ class TcpProxy:
                 pass
 
     def cut(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
         with self._lock:
+            listener, self._listener = self._listener, None
             socks, self._socks = self._socks, []
+        if listener is not None:
+            listener.close()
         for s in socks:
             try:
                 s.shutdown(socket.SHUT_RDWR)

@@ -50,7 +50,8 @@ def test_manager_sees_figures_and_a_live_alert_and_sets_the_notice(server: Serve
     assert page.inner_text("#hall-name") == "测试政务服务中心"
     assert page.inner_text("#who") == "赵主任"
     page.wait_for_selector("#conn.on")
-    assert page.inner_text("#t-issued") == "0"
+    # the figures arrive by their own request, which may answer after the live connection is up
+    page.wait_for_function("document.querySelector('#t-issued').textContent === '0'", timeout=10_000)
     assert page.inner_text("#no-alerts") == "暂无告警"
 
     # a citizen takes a 企业开办 number: the figures follow live
