@@ -19,6 +19,7 @@ from . import models as m
 from .config import HallConfig
 from .db import Database
 from .errors import Forbidden, NotFound, Unauthorized
+from .offload import off_the_loop
 
 log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
@@ -88,7 +89,7 @@ def _digest(token: str) -> str:
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return off_the_loop(_hasher.hash, password)
 
 
 def new_password() -> str:
@@ -148,19 +149,28 @@ class Auth:
         return password
 
     def login(self, username: str, password: str) -> tuple[str, m.User]:
+        # the hash is checked outside any transaction (it takes tens of milliseconds: SQLite's one
+        # writer would wait for it) and off the gevent loop (every request would wait for it)
+        with self.db.read() as s:
+            u = s.get(m.User, username)
+            stored = u.password_hash if u is not None and u.active else None
+        ok = False
+        if stored:
+            try:
+                ok = off_the_loop(_hasher.verify, stored, password)
+            except (VerificationError, InvalidHashError):
+                ok = False
+        if not ok:
+            log.info("failed sign-in for %r", username)
+            raise Unauthorized("用户名或密码错误 (wrong username or password)", code="bad_credentials")
+        rehashed = hash_password(password) if _hasher.check_needs_rehash(stored) else None
         with self.db.write() as s:
             u = s.get(m.User, username)
-            ok = False
-            if u is not None and u.active and u.password_hash:
-                try:
-                    ok = _hasher.verify(u.password_hash, password)
-                except (VerificationError, InvalidHashError):
-                    ok = False
-                if ok and _hasher.check_needs_rehash(u.password_hash):
-                    u.password_hash = hash_password(password)
-            if not ok or u is None:
-                log.info("failed sign-in for %r", username)
+            if u is None or not u.active or u.password_hash != stored:  # changed while the hash was checked
+                log.info("sign-in for %r raced a password change", username)
                 raise Unauthorized("用户名或密码错误 (wrong username or password)", code="bad_credentials")
+            if rehashed is not None:
+                u.password_hash = rehashed
             token = secrets.token_urlsafe(32)
             now = self.clock()
             s.add(m.AuthToken(token_hash=_digest(token), username=username, created_at=now,

@@ -10,6 +10,7 @@ own answer waits behind an unbounded stream of others.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Sequence, TypeVar
@@ -64,6 +65,10 @@ class GroupCommit(Generic[T, R]):
         return slot.outcome  # type: ignore[return-value]
 
     def _run_one_batch(self) -> None:
+        # Let every caller that is ready to submit do so first: under gevent (gunicorn -k gevent) the
+        # other requests only get to submit when this one yields, and SQLite never yields; with threads
+        # this is a brief GIL release.
+        time.sleep(0)
         with self._lock:
             n = min(len(self._queue), self.max_batch)
             batch = [self._queue.popleft() for _ in range(n)]

@@ -1,13 +1,15 @@
-"""WSGI entry for production: gunicorn with one gthread worker per process, the stack measured best in
+"""WSGI entry for production: gunicorn with one gevent worker per process, the stack measured best in
 docs/benchmarks.md (``hall serve`` runs Werkzeug, for the demo and development)::
 
     hall -c hall.toml db upgrade            # once, before the first start and after each upgrade
-    HALL_CONFIG=hall.toml gunicorn -w 1 -k gthread --threads 100 -b 0.0.0.0:5000 'hall_server.wsgi:app()'
+    HALL_CONFIG=hall.toml gunicorn -w 1 -k gevent --worker-connections 1000 -b 0.0.0.0:5000 'hall_server.wsgi:app()'
 
-Every Socket.IO connection holds a gunicorn thread, so ``--threads`` must exceed the hall's screens,
-consoles, gateways and kiosks plus the concurrent requests. More processes (several gunicorn commands,
-or hosts) need ``[server] redis_url`` and a load balancer with sticky sessions. ``HALL_DATABASE_URL``
-and ``HALL_REDIS_URL`` override the config file as for ``hall``.
+Under ``-k gevent`` every connection is a greenlet and Flask-SocketIO runs in gevent mode (chosen here
+when gevent has patched the standard library). ``-k gthread --threads 100`` works too: every Socket.IO
+connection then holds a thread, so ``--threads`` must exceed the hall's screens, consoles, gateways and
+kiosks plus the concurrent requests. More processes (several gunicorn commands, or hosts) need
+``[server] redis_url`` and a load balancer with sticky sessions. ``HALL_DATABASE_URL`` and
+``HALL_REDIS_URL`` override the config file as for ``hall``.
 """
 from __future__ import annotations
 
@@ -23,7 +25,17 @@ def app() -> Any:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = config_from(os.environ.get("HALL_CONFIG") or "hall.toml")
-    flask_app, _socketio = create_app(cfg)
+    flask_app, _socketio = create_app(cfg, async_mode=async_mode())
     _prepare(flask_app)  # the schema is current and users are synced; first run prints the admin's password
     start_day_keeper(flask_app)
     return flask_app
+
+
+def async_mode() -> str:
+    """``gevent`` under gunicorn's gevent worker (it patches the standard library before loading the
+    app), else ``threading``."""
+    try:
+        from gevent import monkey
+    except ImportError:
+        return "threading"
+    return "gevent" if monkey.is_module_patched("socket") else "threading"

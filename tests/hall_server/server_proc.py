@@ -21,8 +21,8 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(self, db_url: str, workdir: Path, *, redis_url: str = "", config: Path | None = None,
-                 secret: str = "test-secret-shared", gunicorn: bool = False) -> None:
-        self.gunicorn = gunicorn  # the production stack (hall_server.wsgi) instead of `hall serve`
+                 secret: str = "test-secret-shared", gunicorn: str = "") -> None:
+        self.gunicorn = gunicorn  # a gunicorn worker class: the production stack (hall_server.wsgi), not `hall serve`
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = config or HERE / "small_hall.toml"
@@ -40,7 +40,8 @@ class ServerProcess:
 
     def start(self) -> "ServerProcess":
         if self.gunicorn:
-            cmd = [str(Path(sys.executable).parent / "gunicorn"), "-w", "1", "-k", "gthread", "--threads", "20",
+            worker = ["-k", "gthread", "--threads", "20"] if self.gunicorn == "gthread" else ["-k", self.gunicorn]
+            cmd = [str(Path(sys.executable).parent / "gunicorn"), "-w", "1", *worker, "--graceful-timeout", "2",
                    "-b", f"127.0.0.1:{self.port}", "hall_server.wsgi:app()"]
         else:
             cmd = [sys.executable, "-m", "hall_server.cli", "-c", str(self.config), "serve", "--port", str(self.port)]

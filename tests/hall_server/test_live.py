@@ -145,7 +145,8 @@ def test_two_processes_share_events_through_redis(db_url: str, tmp_path: Path) -
         redis.Redis.from_url(REDIS_URL).ping()
     except redis.RedisError as exc:
         pytest.fail(f"Redis is not reachable at {REDIS_URL}: {exc}")
-    a = ServerProcess(db_url, tmp_path, redis_url=REDIS_URL)
+    # A runs the production stack (gunicorn's gevent worker), B runs `hall serve`
+    a = ServerProcess(db_url, tmp_path, redis_url=REDIS_URL, gunicorn="gevent")
     a.hall("db", "upgrade")
     a.hall("user", "clerk1", "--password", "clerk-pass-1")
     kiosk = a.hall("device-token", "t", "kiosk1").strip()
@@ -170,10 +171,11 @@ def test_two_processes_share_events_through_redis(db_url: str, tmp_path: Path) -
         b.stop()
 
 
-def test_gunicorn_serves_the_api_and_live_events(db_url: str, tmp_path: Path) -> None:
-    """The production entry (hall_server.wsgi under gunicorn gthread) prepares the database itself and
-    serves REST and Socket.IO like `hall serve`."""
-    srv = ServerProcess(db_url, tmp_path, gunicorn=True)
+@pytest.mark.parametrize("worker", ["gevent", "gthread"])
+def test_gunicorn_serves_the_api_and_live_events(db_url: str, tmp_path: Path, worker: str) -> None:
+    """The production entry (hall_server.wsgi under gunicorn, gevent or gthread worker) prepares the
+    database itself and serves REST and Socket.IO like `hall serve`."""
+    srv = ServerProcess(db_url, tmp_path, gunicorn=worker)
     srv.start()
     try:
         assert "首次运行" in srv.log.read_text()  # the first run printed the admin's one-time password
