@@ -37,11 +37,13 @@ from .alert_models import Alert
 from .config import Hall
 from .errors import NotFound
 from .events import Outbox
+from .offload import pause
 from .rules import numbering
 from .service import QueueService
 from .stats import BAD_GRADES, day_bounds, waiting_by_queue
 
 log = logging.getLogger(__name__)
+COALESCE_SECONDS = 1.0  # at most one check per hall per second: alerts are about minutes of waiting
 
 AlertKind = Literal["wait_over_target", "queue_too_long", "pause_too_long", "device_fault", "bad_review",
                     "followup_overdue"]
@@ -145,6 +147,7 @@ class AlertMonitor:
                     out.append(Condition(
                         "queue_too_long", q.id, "critical" if n > 2 * limit else "warning",
                         f"{q.name}（{q.prefix}）等候{n}人，超过{limit}人", n, limit, {"queue": q.id}))
+            pause()  # several short reads: other requests run between them (see offload.pause)
             max_pause = hall.alerts.max_pause_minutes * 60
             for ws in s.scalars(select(m.WindowState).where(
                     m.WindowState.hall_id == hall.id, m.WindowState.paused.is_(True), m.WindowState.clerk.is_not(None))):
@@ -160,7 +163,9 @@ class AlertMonitor:
                         "pause_too_long", ws.number, "warning",
                         f"{name}暂停已{_minutes(paused)}分钟（原因：{ws.pause_reason or '未填写'}），超过{hall.alerts.max_pause_minutes:g}分钟",
                         round(paused / 60, 2), hall.alerts.max_pause_minutes, {"window": ws.number, "reason": ws.pause_reason}))
+            pause()
             out += self._device_conditions(s, hall, now)
+            pause()
             more, resolved = self._evaluation_conditions(s, hall, now)
             out += more
         return out, resolved
@@ -360,4 +365,4 @@ class AlertMonitor:
             wait = max(0.2, min(due.values()) - time.monotonic())
             self._wake.wait(wait)
             self._wake.clear()
-            time.sleep(0.3)  # coalesce a burst of events into one check
+            time.sleep(COALESCE_SECONDS)  # a burst of events, or a busy hall's stream of them: one check

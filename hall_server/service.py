@@ -19,9 +19,15 @@ import secrets
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, Mapping, Sequence, TypeVar
 
+from psycopg import ClientCursor
+from psycopg.types.json import Json
 from sqlalchemy import (
+    LABEL_STYLE_TABLENAME_PLUS_COL,
+    Date,
+    Integer,
+    String,
     and_,
     bindparam,
     case,
@@ -54,6 +60,7 @@ from .events import (
     TicketView,
     WindowPayload,
 )
+from .offload import pause
 from .publish_order import PublishOrder
 from .rules import estimate, identity, numbering, routing
 from .rules.states import (
@@ -71,6 +78,7 @@ log = logging.getLogger(__name__)
 Channel = Literal["kiosk", "guide", "appointment", "online"]
 OUTCOMES = {"instant": "即办", "promised": "承诺", "returned": "退回"}
 CANDIDATES_PER_CLASS = 4
+_Model = TypeVar("_Model", bound=m.Base)
 
 
 def utcnow() -> dt.datetime:
@@ -79,7 +87,6 @@ def utcnow() -> dt.datetime:
 
 @dataclass(frozen=True)
 class _IssueStatements:
-    counter: object
     tickets: object
     events: object
 
@@ -126,6 +133,7 @@ class QueueService:
         self._estimate_cache: dict[tuple[str, ...], tuple[float, object]] = {}
         self._issue_stmts: _IssueStatements | None = None
         self._statements: dict[object, object] = {}  # hot-path statements, built once (see _candidates_query)
+        self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")  # see _bump_streaks
         self._issuer: GroupCommit[_IssueRequest, IssuedTicket] = GroupCommit(self._issue_batch)
 
     ESTIMATE_CACHE_SECONDS = 2.0
@@ -140,6 +148,14 @@ class QueueService:
         return value
 
     # ---- helpers -----------------------------------------------------------------------------
+    def _statement(self, key: object, build: Callable[[], object]):  # type: ignore[no-untyped-def]
+        """A hot-path statement, built once: building (and SQLAlchemy's hashing of) a statement can cost
+        more than running it."""
+        stmt = self._statements.get(key)
+        if stmt is None:
+            stmt = self._statements[key] = build()
+        return stmt
+
     def hall(self, hall_id: str) -> Hall:
         try:
             return self.config.hall(hall_id)
@@ -196,20 +212,63 @@ class QueueService:
         ticket_events id) follows commit order within a hall. On PostgreSQL ids come from a sequence at
         insert time, so two transactions could commit in the other order, and a client that keeps the
         highest seq it applied (or a snapshot's ``last_seq``) would skip the lower one: a call missing
-        from a board. A per-hall transaction lock taken here, held only for these inserts and the
-        commit, rules that out. SQLite already has one writer at a time."""
+        from a board. A per-hall transaction lock, held only for these inserts and the commit, rules
+        that out (see ``_commit_events``). SQLite already has one writer at a time."""
         pending = s.info.pop("events", None)
         if not pending:
             return None
         s.flush()  # the tickets the events point at
         if self.db.is_postgres:
-            for hall_id in sorted({row["hall_id"] for row, _ in pending}):  # type: ignore[type-var]
-                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"hall-seq:{hall_id}".encode())})
-        ids = self._insert_many(s.connection(), self._issue_statements().events, [row for row, _ in pending])
+            return self._commit_events(s, pending)
+        place = self._order.begin()  # under the database's one write lock, as the seq it orders
+        try:
+            ids = self._insert_many(s.connection(), self._issue_statements().events, [row for row, _ in pending])
+        except BaseException:
+            self._order.done(place, None)
+            raise
         for (_, payload), seq in zip(pending, ids):
             payload.seq = seq
-        # still under the lock that orders seq: a place in the publishing line in that same order
-        return self._order.reserve()
+        place.seq = min(ids)
+        return place
+
+    _SEQ_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
+
+    def _event_sql(self, n: int) -> str:
+        """One INSERT of n events. Its rows take their ids from the sequence in the order of the VALUES
+        list (one statement, one scan of the list), so the sorted ids are the rows' ids."""
+        return self._statement(("events-sql", n), lambda: (  # type: ignore[no-any-return]
+            'INSERT INTO ticket_events (ticket_id, hall_id, kind, at, queue_id, "window", actor, data) VALUES '
+            + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * n) + " RETURNING id"))
+
+    def _commit_events(self, s: Session, pending: list[tuple[dict[str, object], TicketEventPayload]]) -> object:
+        """PostgreSQL: the halls' sequence locks, the events' inserts and the COMMIT go to the server in
+        one message, so a lock is held only while the server runs them and
+        flushes the commit, never while this process waits for its turn to read an answer: before, it
+        was held across three round trips, and every call and ticket of the hall queued behind it.
+        Commits of this process go out concurrently; ``PublishOrder`` puts their outboxes back in seq
+        order. The session's own commit afterwards finds nothing left to do."""
+        raw = s.connection().connection.driver_connection
+        rows = [row for row, _ in pending]
+        params = [v for r in rows for v in (r["ticket_id"], r["hall_id"], r["kind"], r["at"], r["queue_id"],
+                                            r["window"], r["actor"], Json(r["data"] or {}))]
+        keys = sorted({zlib.crc32(f"hall-seq:{r['hall_id']}".encode()) for r in rows})
+        sql = "".join(f"{self._SEQ_LOCK_SQL}; " for _ in keys) + self._event_sql(len(rows)) + "; COMMIT"
+        place = self._order.begin()
+        try:
+            # one simple-query message (client-side binding): the server runs the locks, the insert and
+            # the COMMIT back to back, without waiting for this process between them
+            cur = ClientCursor(raw)
+            cur.execute(sql, [*keys, *params])
+            for _ in keys:
+                cur.nextset()
+            ids = sorted(row[0] for row in cur.fetchall())
+        except BaseException:
+            self._order.done(place, None)
+            raise
+        for (_, payload), seq in zip(pending, ids, strict=True):
+            payload.seq = seq
+        place.seq = ids[0]
+        return place
 
     def _run(self, fn: Callable[[Session, Outbox], object]) -> object:
         out = Outbox()
@@ -217,22 +276,20 @@ class QueueService:
         try:
             with self.db.write() as s:
                 result = fn(s, out)
+                self._save(s)
                 place = self._write_events(s)
                 streaks = s.info.pop("streaks", None)
         except BaseException:
             if place is not None:
                 self._order.done(place, None)
             raise
-        self._published(place, out)  # after the commit, never before
-        if streaks:
-            self._bump_streaks(streaks)
-        return result
-
-    def _published(self, place: object, out: Outbox) -> None:
-        if place is None:
+        if place is None:  # after the commit, never before
             self.publish(out)  # no ticket events: nothing to keep in order
         else:
             self._order.done(place, out)  # type: ignore[arg-type]
+        if streaks:
+            self._bump_streaks(streaks)
+        return result
 
     # ---- service day -------------------------------------------------------------------------
     def _ensure_day(self, s: Session, out: Outbox, hall: Hall, now: dt.datetime) -> dt.date:
@@ -387,17 +444,9 @@ class QueueService:
         one of all events, one people-ahead query, one commit. Each request still gets its own answer:
         a refusal (daily cap, per-person limit) is that request's alone, and a request id seen before,
         in the database or earlier in the batch, is answered with the ticket it issued."""
-        out = Outbox()
-        place = None
         try:
-            with self.db.write() as s:
-                outcomes = self._issue_in(s, out, reqs)
-                place = self._write_events(s)
-        except BaseException as exc:
-            if place is not None:
-                self._order.done(place, None)
-            if not isinstance(exc, IntegrityError):
-                raise
+            return self._run(lambda s, out: self._issue_in(s, out, reqs))  # type: ignore[return-value]
+        except IntegrityError as exc:
             # another process issued one of these request ids just now: one at a time, each retry
             # answered with the ticket the other process issued
             if len(reqs) > 1:
@@ -405,8 +454,6 @@ class QueueService:
             with self.db.read() as s:
                 replayed = self._replays(s, reqs)
             return [replayed.get((reqs[0].hall.id, reqs[0].row["request_id"]), exc)]
-        self._published(place, out)  # after the commit, never before
-        return outcomes
 
     def _issue_in(self, s: Session, out: Outbox, reqs: Sequence[_IssueRequest]) -> list[object]:
         conn = s.connection()  # Core on the connection: no ORM bookkeeping on this path
@@ -536,24 +583,31 @@ class QueueService:
         a counter row and reads it."""
         if not add:
             return {}
-        rows = conn.execute(self._issue_statements().counter,
-                            [{"hall_id": h, "queue_id": q, "service_day": d, "last_number": n}
-                             for (h, q, d), n in sorted(add.items())])
+        params: dict[str, object] = {}
+        for i, ((h, q, d), n) in enumerate(sorted(add.items())):
+            params.update({f"h{i}": h, f"q{i}": q, f"d{i}": d, f"n{i}": n})
+        rows = conn.execute(self._counter_upsert(len(add)), params)
         return {(r.hall_id, r.queue_id, r.service_day): r.last_number for r in rows}
+
+    def _counter_upsert(self, n: int):  # type: ignore[no-untyped-def]
+        """``INSERT .. ON CONFLICT DO UPDATE .. RETURNING`` for n counters, written out because SQLAlchemy
+        cannot cache its own ON CONFLICT constructs (compiling one cost ~0.15 ms per batch, a tenth of a
+        ticket's time); PostgreSQL and SQLite (>= 3.35) take the same text. Rows are locked in key order."""
+        values = ", ".join(f"(:h{i}, :q{i}, :d{i}, :n{i})" for i in range(n))
+        return self._statement(("counter", n), lambda: text(
+            f"INSERT INTO counters (hall_id, queue_id, service_day, last_number) VALUES {values} "
+            "ON CONFLICT (hall_id, queue_id, service_day) "
+            "DO UPDATE SET last_number = counters.last_number + excluded.last_number "
+            "RETURNING hall_id, queue_id, service_day, last_number"
+        ).bindparams(*(bindparam(f"d{i}", type_=Date) for i in range(n))).columns(
+            hall_id=String, queue_id=String, service_day=Date, last_number=Integer))
 
     def _issue_statements(self) -> "_IssueStatements":
         if self._issue_stmts is None:
             tickets, events = m.Ticket.__table__, m.TicketEvent.__table__
-            counters = m.Counter.__table__
-            upsert = self._upsert()(counters)  # not cacheable by SQLAlchemy (ON CONFLICT): ~0.1 ms to compile per batch
-            counter = upsert.on_conflict_do_update(
-                index_elements=[counters.c.hall_id, counters.c.queue_id, counters.c.service_day],
-                set_={"last_number": counters.c.last_number + upsert.excluded.last_number},
-            ).returning(counters.c.hall_id, counters.c.queue_id, counters.c.service_day, counters.c.last_number)
             # many rows in one statement (SQLAlchemy's "insertmanyvalues"); see _insert_many for the order
             ordered = self.db.is_postgres
             self._issue_stmts = _IssueStatements(
-                counter=counter,
                 tickets=insert(tickets).returning(tickets.c.id, sort_by_parameter_order=ordered),
                 events=insert(events).returning(events.c.id, sort_by_parameter_order=ordered),
             )
@@ -638,18 +692,78 @@ class QueueService:
         shares = self._cached(("shares", hall.id), lambda: self._window_shares(s, hall))
         return estimate.estimate_wait(ahead, handling, shares.get(queue_id, 0.0))  # type: ignore[arg-type,attr-defined]
 
+    # ---- rows of the call cycle --------------------------------------------------------------
+    # A window's state and its current ticket are read with Core statements (built once) into model
+    # objects that never join the session: loading through the session, its identity map and the flush
+    # cost several times what the statements do, on every call, start and finish. ``_run`` writes back
+    # whatever the action changed in them (``_save``).
+    @staticmethod
+    def _model(cls: type[_Model], values: Mapping[str, object]) -> _Model:
+        """A model object of a row read by Core, made without the declarative constructor, which fires
+        an event per attribute (~100 µs a ticket, against ~4)."""
+        obj = cls.__mapper__.class_manager.new_instance()  # type: ignore[attr-defined]
+        obj.__dict__.update(values)
+        return obj  # type: ignore[no-any-return]
+
+    @classmethod
+    def _record(cls, s: Session, model: type[_Model], values: Mapping[str, object]) -> _Model:
+        """A model object of a row read by Core: ``_save`` writes back the columns changed in it."""
+        obj = cls._model(model, values)
+        s.info.setdefault("tracked", []).append((obj, dict(values)))
+        return obj
+
+    def _save(self, s: Session) -> None:
+        tracked = s.info.pop("tracked", None)
+        if not tracked:
+            return
+        conn = s.connection()
+        for obj, loaded in tracked:
+            changed = {k: v for k, v in ((k, getattr(obj, k)) for k in loaded) if v != loaded[k]}
+            if changed:
+                table = obj.__table__  # type: ignore[attr-defined]
+                keys = {f"pk_{c.name}": loaded[c.name] for c in table.primary_key}
+                conn.execute(self._statement(f"save:{table.name}", lambda: update(table).where(
+                    *(c == bindparam(f"pk_{c.name}") for c in table.primary_key))), {**changed, **keys})
+
+    def _load_ticket(self, s: Session, ticket_id: int) -> m.Ticket | None:
+        T = m.Ticket.__table__
+        row = s.connection().execute(self._statement("lock_ticket", lambda: select(T).where(
+            T.c.id == bindparam("id")).with_for_update()), {"id": ticket_id}).one_or_none()
+        return None if row is None else self._record(s, m.Ticket, row._mapping)
+
     # ---- windows -----------------------------------------------------------------------------
     def _lock_window(self, s: Session, hall: Hall, number: str) -> m.WindowState:
         self._window_cfg(hall, number)
-        ws = s.get(m.WindowState, (hall.id, number), with_for_update=True)
-        if ws is None:
-            ws = m.WindowState(hall_id=hall.id, number=number)
-            s.add(ws)
-            s.flush()
-        return ws
+        W = m.WindowState.__table__
+        lock = self._statement("lock_window", lambda: select(W).where(
+            W.c.hall_id == bindparam("hall_id"), W.c.number == bindparam("number")).with_for_update())
+        conn = s.connection()
+        key = {"hall_id": hall.id, "number": number}
+        row = conn.execute(lock, key).one_or_none()
+        if row is None:  # a window added to the configuration since sync_state
+            conn.execute(insert(W), key)
+            row = conn.execute(lock, key).one()
+        return self._record(s, m.WindowState, row._mapping)
 
-    def _current(self, s: Session, ws: m.WindowState, *, required: bool = True) -> m.Ticket | None:
-        t = s.get(m.Ticket, ws.ticket_id, with_for_update=True) if ws.ticket_id else None
+    def _lock_window_and_ticket(self, s: Session, hall: Hall, number: str) -> tuple[m.WindowState, m.Ticket | None]:
+        """The window and the ticket it points at, both locked, in one statement when it points at one
+        (the window's lock is taken first, as by _lock_window and then _load_ticket)."""
+        self._window_cfg(hall, number)
+        W, T = m.WindowState.__table__, m.Ticket.__table__
+        lock = self._statement("lock_window_ticket", lambda: select(W, T).join_from(W, T, T.c.id == W.c.ticket_id)
+                               .where(W.c.hall_id == bindparam("hall_id"), W.c.number == bindparam("number"))
+                               .with_for_update().set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL))
+        row = s.connection().execute(lock, {"hall_id": hall.id, "number": number}).one_or_none()
+        if row is None:  # no ticket to lock
+            return self._lock_window(s, hall, number), None
+        values = row._mapping
+        return (self._record(s, m.WindowState, {c.key: values[c] for c in W.c}),
+                self._record(s, m.Ticket, {c.key: values[c] for c in T.c}))
+
+    def _current(self, s: Session, ws: m.WindowState, *, required: bool = True,
+                 locked: m.Ticket | None = None) -> m.Ticket | None:
+        """The window's ticket being called or served; ``locked``: that ticket, locked already."""
+        t = locked if locked is not None else self._load_ticket(s, ws.ticket_id) if ws.ticket_id else None
         if t is not None and t.status not in (TicketStatus.CALLED.value, TicketStatus.SERVING.value):
             t = None
         if t is None and required:
@@ -663,13 +777,18 @@ class QueueService:
             raise Conflict(f"{ws.number}号窗口由{ws.clerk}登录，不能代为操作 (signed in by another clerk)",
                            code="window_other_clerk")
 
-    def _window_event(self, s: Session, out: Outbox, hall: Hall, ws: m.WindowState) -> None:
-        out.add("window", hall.id, self._window_view(s, hall, ws),
+    def _window_event(self, s: Session, out: Outbox, hall: Hall, ws: m.WindowState,
+                      ticket: m.Ticket | None = None) -> None:
+        out.add("window", hall.id, self._window_view(s, hall, ws, ticket),
                 [f"hall:{hall.id}", f"hall:{hall.id}:window:{ws.number}"])
 
-    def _window_view(self, s: Session, hall: Hall, ws: m.WindowState) -> WindowPayload:
+    def _window_view(self, s: Session, hall: Hall, ws: m.WindowState, ticket: m.Ticket | None = None) -> WindowPayload:
+        """``ticket``: a ticket the caller holds already, used if it is the window's current one."""
         cfg = hall.window(ws.number)
-        t = s.get(m.Ticket, ws.ticket_id) if ws.ticket_id else None
+        if ticket is not None and ticket.id == ws.ticket_id:
+            t: m.Ticket | None = ticket
+        else:
+            t = s.get(m.Ticket, ws.ticket_id) if ws.ticket_id else None
         tstatus = TicketStatus(t.status) if t is not None else None
         if tstatus not in (TicketStatus.CALLED, TicketStatus.SERVING):
             t, tstatus = None, None
@@ -687,8 +806,9 @@ class QueueService:
     def _clerk_name(self, s: Session, username: str) -> str:
         """Names change rarely and are only shown: read once every few seconds, not on every window event."""
         def load() -> str:
-            u = s.get(m.User, username)
-            return u.name if u else username
+            name = s.connection().execute(self._statement("clerk_name", lambda: select(m.User.name).where(
+                m.User.username == bindparam("username"))), {"username": username}).scalar()
+            return name if name is not None else username
         return self._cached(("clerk", username), load)  # type: ignore[return-value]
 
     def _log_window(self, s: Session, hall: Hall, ws: m.WindowState, kind: str, now: dt.datetime,
@@ -790,52 +910,54 @@ class QueueService:
 
     # ---- calling -----------------------------------------------------------------------------
     def _candidates(self, s: Session, hall: Hall, window: str, queues: list[str], now: float,
-                    exclude: set[int] | None = None, limit: int = CANDIDATES_PER_CLASS) -> list[routing.Candidate]:
+                    exclude: set[int] | None = None, limit: int = CANDIDATES_PER_CLASS,
+                    ) -> tuple[list[routing.Candidate], routing.RoutingState]:
         """The first few waiting tickets of each served queue and class, and those sent to this window:
         one small indexed query per branch, so the cost does not grow with the waiting pool. ``exclude``
-        holds tickets this call failed to claim because another window is claiming them right now."""
+        holds tickets this call failed to claim because another window is claiming them right now.
+        Each row carries its queue's priority streak: ranking needs the streaks of these queues only."""
         rows = s.connection().execute(self._candidates_query(tuple(queues), bool(exclude)), {
             "hall_id": hall.id, "window": window, "now": now, "limit": limit, "exclude": sorted(exclude or ())})
-        return [
-            routing.Candidate(ticket_id=r.id, queue=r.queue_id, place=r.place, priority=r.priority,
-                              eligible_at=r.eligible_at, target_window=r.target_window)
-            for r in rows
-        ]
+        cands, streaks = [], {}
+        for r in rows:
+            cands.append(routing.Candidate(ticket_id=r.id, queue=r.queue_id, place=r.place, priority=r.priority,
+                                           eligible_at=r.eligible_at, target_window=r.target_window))
+            if r.streak is not None:  # no queue_state row: no streak yet
+                streaks[r.queue_id] = r.streak
+        return cands, routing.RoutingState(streaks)
 
     def _candidates_query(self, queues: tuple[str, ...], exclude: bool):  # type: ignore[no-untyped-def]
         """Built once per list of queues: building and hashing this union costs more than running it."""
-        key = ("candidates", queues, exclude)
-        if key not in self._statements:
-            self._statements[key] = self._build_candidates_query(queues, exclude)
-        return self._statements[key]
+        return self._statement(("candidates", queues, exclude), lambda: self._build_candidates_query(queues, exclude))
 
     def _build_candidates_query(self, queues: tuple[str, ...], exclude: bool):  # type: ignore[no-untyped-def]
-        T = m.Ticket
+        T, Q = m.Ticket, m.QueueState
         cols = (T.id, T.queue_id, T.place, T.priority, T.eligible_at, T.target_window)
         skip = (T.id.not_in(bindparam("exclude", expanding=True)),) if exclude else ()
         hall_id, limit = bindparam("hall_id"), bindparam("limit")
+
+        def first(*where: object):  # type: ignore[no-untyped-def]
+            sub = select(*cols).where(*where, *skip).order_by(T.place, T.id).limit(limit).subquery()
+            streak = select(Q.priority_streak).where(Q.hall_id == hall_id, Q.queue_id == sub.c.queue_id)
+            return select(sub, streak.scalar_subquery().label("streak"))
+
         branches = [
-            select(*cols).where(T.hall_id == hall_id, T.queue_id == q, T.status == TicketStatus.WAITING.value,
-                                T.priority.is_(prio), T.target_window.is_(None), T.eligible_at <= bindparam("now"),
-                                *skip)
-            .order_by(T.place, T.id).limit(limit).subquery().select()
+            first(T.hall_id == hall_id, T.queue_id == q, T.status == TicketStatus.WAITING.value,
+                  T.priority.is_(prio), T.target_window.is_(None), T.eligible_at <= bindparam("now"))
             for q in queues for prio in (False, True)
         ]
-        branches.append(
-            select(*cols).where(T.hall_id == hall_id, T.status == TicketStatus.WAITING.value,
-                                T.target_window == bindparam("window"), *skip)
-            .order_by(T.place, T.id).limit(limit).subquery().select())
+        branches.append(first(T.hall_id == hall_id, T.status == TicketStatus.WAITING.value,
+                              T.target_window == bindparam("window")))
         return union_all(*branches)
 
-    def _claim(self, s: Session, ticket_id: int, window: str, clerk: str | None, now: dt.datetime) -> bool:
-        res = s.connection().execute(self._claim_statement(),
-                                     {"b_id": ticket_id, "b_window": window, "b_clerk": clerk, "b_now": now})
-        return res.rowcount == 1
+    def _claim(self, s: Session, ticket_id: int, window: str, clerk: str | None, now: dt.datetime) -> m.Ticket | None:
+        """The ticket as claimed for ``window``, or None if another window has it or is claiming it."""
+        row = s.connection().execute(self._claim_statement(), {
+            "b_id": ticket_id, "b_window": window, "b_clerk": clerk, "b_now": now}).one_or_none()
+        return None if row is None else self._model(m.Ticket, row._mapping)
 
     def _claim_statement(self):  # type: ignore[no-untyped-def]
-        if "claim" not in self._statements:
-            self._statements["claim"] = self._build_claim_statement()
-        return self._statements["claim"]
+        return self._statement("claim", self._build_claim_statement)
 
     def _build_claim_statement(self):  # type: ignore[no-untyped-def]
         T = m.Ticket
@@ -844,16 +966,14 @@ class QueueService:
             lockable = lockable.with_for_update(skip_locked=True)
         return (update(T).where(T.id == lockable.scalar_subquery(), T.status == TicketStatus.WAITING.value)
                 .values(status=TicketStatus.CALLED.value, window=bindparam("b_window"), clerk=bindparam("b_clerk"),
-                        called_at=bindparam("b_now", type_=m.Ticket.called_at.type), recalls=0, target_window=None))
+                        called_at=bindparam("b_now", type_=m.Ticket.called_at.type), recalls=0, target_window=None)
+                .returning(*m.Ticket.__table__.c))
 
-    def _after_call(self, s: Session, out: Outbox, hall: Hall, ws: m.WindowState, ticket_id: int,
+    def _after_call(self, s: Session, out: Outbox, hall: Hall, ws: m.WindowState, t: m.Ticket,
                     now: dt.datetime, actor: str | None) -> m.Ticket:
-        t = s.get(m.Ticket, ticket_id, populate_existing=True)
-        assert t is not None
         ws.ticket_id, ws.updated_at = t.id, now
         self._event(s, out, hall, t, "called", now, actor)
-        s.flush()
-        self._window_event(s, out, hall, ws)
+        self._window_event(s, out, hall, ws, t)
         if t.queue_id in {q.id for q in hall.queues}:
             if self.db.is_postgres:
                 # Every window calling from this queue would wait for the queue's row lock until this
@@ -861,26 +981,35 @@ class QueueService:
                 # (_bump_streaks). It is read without a lock when ranking anyway, so this changes no rule.
                 s.info.setdefault("streaks", []).append((hall.id, t.queue_id, bool(t.priority)))
             else:  # one writer at a time: no one waits for this lock longer than for the database's
-                self._bump_streak(s, hall.id, t.queue_id, bool(t.priority))
+                s.connection().execute(self._BUMP_STREAK, self._streak_params(hall.id, t.queue_id, bool(t.priority)))
         return t
 
+    # routing.apply_call in one statement: a priority call adds one to the queue's streak, a normal one
+    # resets it. Text, because SQLAlchemy compiles an ON CONFLICT statement again on every execution.
+    _STREAK_CONFLICT = ("ON CONFLICT (hall_id, queue_id) DO UPDATE SET priority_streak = "
+                        "CASE WHEN :priority THEN COALESCE(queue_state.priority_streak, 0) + 1 ELSE 0 END")
+    _BUMP_STREAK = text("INSERT INTO queue_state (hall_id, queue_id, priority_streak) "
+                        "VALUES (:hall_id, :queue_id, :first) " + _STREAK_CONFLICT)
+    # the same on its own after the commit (PostgreSQL): one statement in a transaction of its own that
+    # does not wait for its commit to reach the disk (a streak lost in a crash only makes the next
+    # priority call a little early); set_config(..., true) holds to the end of that transaction
+    _BUMP_STREAK_ASYNC = text(
+        "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)) "
+        "INSERT INTO queue_state (hall_id, queue_id, priority_streak) SELECT :hall_id, :queue_id, :first FROM async "
+        + _STREAK_CONFLICT)
+
     @staticmethod
-    def _bump_streak(s: Session, hall_id: str, queue_id: str, priority: bool) -> None:
-        qs = s.get(m.QueueState, (hall_id, queue_id), with_for_update=True)
-        if qs is None:
-            qs = m.QueueState(hall_id=hall_id, queue_id=queue_id, priority_streak=0)
-            s.add(qs)
-        qs.priority_streak = routing.apply_call(qs.priority_streak or 0, priority)
+    def _streak_params(hall_id: str, queue_id: str, priority: bool) -> dict[str, object]:
+        return {"hall_id": hall_id, "queue_id": queue_id, "priority": priority,
+                "first": routing.apply_call(0, priority)}
 
     def _bump_streaks(self, calls: list[tuple[str, str, bool]]) -> None:
-        """The priority streaks of calls just committed, in a transaction of their own that holds the
-        queue rows for microseconds (it does not wait for its commit to reach the disk: a streak lost
-        in a crash only makes the next priority call a little early)."""
+        """The priority streaks of calls just committed, each in one statement that holds its queue row
+        for microseconds, before the caller is answered: the clerk's next call sees the streak."""
         try:
-            with self.db.write() as s:
-                s.execute(text("SET LOCAL synchronous_commit TO OFF"))
-                for hall_id, queue_id, priority in sorted(calls):
-                    self._bump_streak(s, hall_id, queue_id, priority)
+            with self._autocommit.connect() as conn:
+                for call in sorted(calls):
+                    conn.execute(self._BUMP_STREAK_ASYNC, self._streak_params(*call))
         except Exception:  # the calls are committed and announced; a streak is not worth failing them
             log.exception("priority streak update failed for %s", calls)
 
@@ -905,17 +1034,15 @@ class QueueService:
             ) for q in hall.queues}
             contested: set[int] = set()  # being claimed by other windows at this moment
             for attempt in range(8):
-                cands = self._candidates(s, hall, window, queues, now.timestamp(), contested,
-                                         CANDIDATES_PER_CLASS << attempt)
+                cands, streaks = self._candidates(s, hall, window, queues, now.timestamp(), contested,
+                                                  CANDIDATES_PER_CLASS << attempt)
                 if not cands:
                     return None
-                streaks = dict(s.execute(select(m.QueueState.queue_id, m.QueueState.priority_streak)
-                                         .where(m.QueueState.hall_id == hall.id)).all())
-                ranked = routing.rank(window, queues, cands, policies, routing.RoutingState(streaks),
-                                      now.timestamp(), wcfg.order)
+                ranked = routing.rank(window, queues, cands, policies, streaks, now.timestamp(), wcfg.order)
                 for c in ranked:
-                    if self._claim(s, c.ticket_id, window, ws.clerk, now):
-                        return self._view(hall, self._after_call(s, out, hall, ws, c.ticket_id, now, actor))
+                    t = self._claim(s, c.ticket_id, window, ws.clerk, now)
+                    if t is not None:
+                        return self._view(hall, self._after_call(s, out, hall, ws, t, now, actor))
                     contested.add(c.ticket_id)
             raise Conflict("叫号繁忙，请重试 (could not claim a ticket; retry)", code="busy")
 
@@ -940,9 +1067,10 @@ class QueueService:
                 raise Conflict(f"{t.display}不属于{window}号窗口服务的队列 (not served by this window)",
                                code="not_served_here")
             next_status(Action.CALL, TicketStatus(t.status), t.display)
-            if not self._claim(s, t.id, window, ws.clerk, now):
+            claimed = self._claim(s, t.id, window, ws.clerk, now)
+            if claimed is None:
                 raise Conflict(f"{t.display}已被其他窗口呼叫 (called by another window)", code="already_called")
-            return self._view(hall, self._after_call(s, out, hall, ws, t.id, now, actor))
+            return self._view(hall, self._after_call(s, out, hall, ws, claimed, now, actor))
 
         return self._run(work)  # type: ignore[return-value]
 
@@ -960,16 +1088,15 @@ class QueueService:
 
         def work(s: Session, out: Outbox) -> TicketView:
             now = self.clock()
-            ws = self._lock_window(s, hall, window)
+            ws, locked = self._lock_window_and_ticket(s, hall, window)
             self._require_open(ws, clerk)
-            t = self._current(s, ws)
+            t = self._current(s, ws, locked=locked)
             assert t is not None
             try:
                 fn(s, out, hall, ws, t, now)
             except IllegalTransition as exc:
                 raise Conflict(str(exc), code="illegal_transition") from None
-            s.flush()
-            self._window_event(s, out, hall, ws)
+            self._window_event(s, out, hall, ws, t)
             return self._view(hall, t)
 
         return self._run(work)  # type: ignore[return-value]
@@ -1123,20 +1250,21 @@ class QueueService:
                 return self.queue_views(hall_id, s2)
         now = self.clock()
         day = numbering.service_day(now, hall.tz)
-        T = m.Ticket
-        waiting = {r.queue_id: (r.n, r.oldest) for r in s.execute(
-            select(T.queue_id, func.count().label("n"), func.min(T.place).label("oldest"))
-            .where(T.hall_id == hall.id, T.status == TicketStatus.WAITING.value).group_by(T.queue_id))}
-        issued = dict(s.execute(select(m.Counter.queue_id, m.Counter.last_number)
-                                .where(m.Counter.hall_id == hall.id, m.Counter.service_day == day)).all())
-        last_called = dict(s.execute(
-            select(T.queue_id, T.display).where(T.hall_id == hall.id, T.service_day == day, T.called_at.is_not(None))
-            .order_by(T.called_at.desc()).limit(200)).all()[::-1])
+        st = self._queue_view_statements()
+        conn = s.connection()
+        key = {"hall_id": hall.id, "day": day}
+        # Several short reads, with a pause between them: the live `queues` payload is built every half
+        # second in the background, and under gevent one long read would hold up every request meanwhile.
+        waiting = {r.queue_id: (r.n, r.oldest) for r in conn.execute(st["waiting"], key)}
+        pause()
+        issued = dict(conn.execute(st["issued"], key).all())
+        pause()
+        last_called = dict(conn.execute(st["last_called"], key).all()[::-1])
+        pause()
         shares = self._cached(("shares", hall.id), lambda: self._window_shares(s, hall))  # as the estimates at issue
         open_counts: dict[str, int] = {}
-        for ws in s.scalars(select(m.WindowState).where(m.WindowState.hall_id == hall.id, m.WindowState.clerk.is_not(None),
-                                                        m.WindowState.paused.is_(False))):
-            for q in self._served_queues(hall, ws):
+        for ws in conn.execute(st["open_windows"], key):
+            for q in self._served_queues(hall, ws):  # type: ignore[arg-type]
                 open_counts[q] = open_counts.get(q, 0) + 1
         views = []
         for q in hall.queues:
@@ -1151,6 +1279,24 @@ class QueueService:
                 last_called=last_called.get(q.id),
             ))
         return views
+
+    def _queue_view_statements(self) -> dict[str, object]:
+        return self._statement("queue_views", self._build_queue_view_statements)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _build_queue_view_statements() -> dict[str, object]:
+        T, C, W = m.Ticket.__table__, m.Counter.__table__, m.WindowState.__table__
+        hall_id, day = bindparam("hall_id"), bindparam("day")
+        return {
+            "waiting": select(T.c.queue_id, func.count().label("n"), func.min(T.c.place).label("oldest"))
+            .where(T.c.hall_id == hall_id, T.c.status == TicketStatus.WAITING.value).group_by(T.c.queue_id),
+            "issued": select(C.c.queue_id, C.c.last_number).where(C.c.hall_id == hall_id, C.c.service_day == day),
+            "last_called": select(T.c.queue_id, T.c.display)
+            .where(T.c.hall_id == hall_id, T.c.service_day == day, T.c.called_at.is_not(None))
+            .order_by(T.c.called_at.desc()).limit(200),
+            "open_windows": select(W.c.number, W.c.queues_override)
+            .where(W.c.hall_id == hall_id, W.c.clerk.is_not(None), W.c.paused.is_(False)),
+        }
 
     def queues_payload(self, hall_id: str) -> QueuesPayload:
         return QueuesPayload(hall=hall_id, at=self.clock(), queues=self.queue_views(hall_id))

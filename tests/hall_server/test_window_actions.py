@@ -155,3 +155,20 @@ def test_call_specific_ticket(hall: HallClient) -> None:
     hall.act("2", "sign-in", who="clerk2")
     assert hall.act("2", "call", who="clerk2", ticket_id=b["id"], expect=409)["error"]["code"] in (
         "illegal_transition", "already_called")
+
+
+def test_priority_tickets_go_first_but_at_most_two_in_a_row(hall: HallClient, clock) -> None:  # type: ignore[no-untyped-def]
+    """The queue's streak of priority calls outlives each call and is shared by its windows: with the
+    default ratio of 2, every third call from a queue where normal tickets wait is a normal one."""
+    for priority_class in (None, None, "elderly", "elderly", "elderly", "elderly"):
+        hall.issue(queue="biz", **({"priority_class": priority_class} if priority_class else {}))
+        clock.advance(seconds=10)
+    hall.act("1", "sign-in")
+    hall.act("2", "sign-in", who="clerk2")
+    called = []
+    for window, who in [("1", "clerk1"), ("1", "clerk1"), ("2", "clerk2"), ("1", "clerk1"), ("2", "clerk2"),
+                        ("2", "clerk2")]:
+        called.append(hall.act(window, "call-next", who=who)["ticket"]["number"])
+        hall.act(window, "start", who=who)
+        hall.act(window, "finish", who=who, outcome="instant")
+    assert called == ["A003", "A004", "A001", "A005", "A006", "A002"]
