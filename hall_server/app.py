@@ -75,7 +75,7 @@ def create_app(
     )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
-    db = Database(database_url or config.server.database_url)
+    db = Database(database_url or config.server.database_url, prepared=config.server.prepared_statements)
     secret = secret or load_secret(config.server.secret_file)
     socketio = SocketIO(
         app, async_mode=async_mode, message_queue=redis_url if redis_url is not None else config.server.redis_url,

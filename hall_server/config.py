@@ -318,6 +318,9 @@ class Server(Strict):
     secret_file: str = "var/secret.key"
     token_hours: float = Field(default=12, gt=0)
     retention_days: int = Field(default=365, gt=0, description="how long identity hashes are kept")
+    prepared_statements: bool = Field(
+        default=True, description="PostgreSQL: prepare statements on each connection with generic plans; "
+        "false behind PgBouncer in transaction mode (before 1.21)")
     public_rate_limit: str = Field(
         default="30 per minute; 300 per day",
         description="per client address, on online booking and appointment look-up / cancellation")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str, *, pool_size: int = 20) -> Engine:
+def make_engine(url: str, *, pool_size: int = 20, prepared: bool = True) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -36,14 +38,55 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=20,
+                           connect_args=_prepared(url) if prepared else {"prepare_threshold": None})
+    _ping_when_idle(engine)
+    return engine
+
+
+def _prepared(url: str) -> dict[str, object]:
+    """With ``[server] prepared_statements`` (the default) every statement is prepared on a connection
+    the first time it runs there and keeps one generic plan. Planning costs more than running the call
+    path's statements (the candidates union plans in ~2 ms and runs in ~0.6); psycopg prepares only
+    from a statement's 5th run on a connection and PostgreSQL plans the first 5 runs of a prepared
+    statement anew, so with a pool of connections and a call every few minutes per window, nearly every
+    call planned every statement (docs/benchmarks.md, fourth round). Our statements filter on indexed
+    equalities, where a generic plan is the custom one. Behind PgBouncer in transaction mode (before
+    1.21) prepared statements must be off: ``prepared_statements = false``. ``options`` given in the
+    database URL are kept."""
+    given = str(make_url(url).query.get("options") or "")
+    return {"prepare_threshold": 0, "options": f"{given} -c plan_cache_mode=force_generic_plan".strip()}
+
+
+PING_AFTER_IDLE = 5.0  # seconds a pooled PostgreSQL connection may rest before it is checked on checkout
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """A connection that rested in the pool may have been closed by the server (a restart, an idle
+    timeout): check it with ``SELECT 1`` before use, and let the pool replace it if that fails. Only
+    after a rest: SQLAlchemy's ``pool_pre_ping`` pings on every checkout, a round trip per
+    transaction, while a busy hall's connections never rest long."""
+
+    @event.listens_for(engine, "checkin")
+    def _rested_since(_dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+        if time.monotonic() - record.info.get("checked_in", time.monotonic()) < PING_AFTER_IDLE:
+            return
+        try:
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SELECT 1")
+        except Exception as exc:  # the pool retries the checkout with a fresh connection
+            raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20, prepared: bool = True) -> None:
         self.url = url
         self.closed = False
-        self.engine = make_engine(url, pool_size=pool_size)
+        self.engine = make_engine(url, pool_size=pool_size, prepared=prepared)
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(self.engine.execution_options(hall_write=True), expire_on_commit=False)

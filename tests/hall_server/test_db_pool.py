@@ -1,0 +1,85 @@
+"""A pooled PostgreSQL connection that the server closed (a database restart, an idle timeout) is
+replaced on its next use instead of failing a clerk's request."""
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
+
+from hall_server import db as dbmod
+from hall_server.db import Database
+from tests.conftest import PG_URL, pg_available
+
+
+def _kill_pooled_connection(db: Database) -> None:
+    with db.read() as s:
+        pid = s.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    other = sa.create_engine(PG_URL, poolclass=sa.pool.NullPool)
+    with other.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+    other.dispose()
+
+
+@pytest.fixture
+def pg_db():  # type: ignore[no-untyped-def]
+    if not pg_available():
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
+    db = Database(PG_URL, pool_size=1)
+    yield db
+    db.dispose()
+
+
+def test_a_connection_closed_by_the_server_is_replaced_after_a_rest(pg_db: Database,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dbmod, "PING_AFTER_IDLE", 0.0)  # every checkout counts as after a rest
+    _kill_pooled_connection(pg_db)
+    with pg_db.read() as s:
+        assert s.execute(sa.text("SELECT 41 + 1")).scalar_one() == 42
+
+
+def test_a_busy_connection_is_not_pinged(pg_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other side of the trade: within the rest period no ping is spent, so a connection killed
+    that very moment fails its one request (the pool then replaces it)."""
+    monkeypatch.setattr(dbmod, "PING_AFTER_IDLE", 3600.0)
+    _kill_pooled_connection(pg_db)
+    with pytest.raises(OperationalError):
+        with pg_db.read() as s:
+            s.execute(sa.text("SELECT 1"))
+    with pg_db.read() as s:
+        assert s.execute(sa.text("SELECT 1")).scalar_one() == 1
+
+
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "pgbouncer"])
+def test_statements_are_prepared_with_generic_plans_unless_switched_off(prepared: bool) -> None:
+    """By default each statement is prepared on its connection at its first run and keeps a generic
+    plan (planning the call path cost more than running it); ``[server] prepared_statements = false``
+    (PgBouncer in transaction mode) prepares nothing."""
+    if not pg_available():
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
+    db = Database(PG_URL, pool_size=1, prepared=prepared)
+    try:
+        with db.read() as s:
+            s.execute(sa.text("SELECT count(*) FROM pg_class WHERE relname = :n"), {"n": "tickets"})
+            statements = s.execute(sa.text("SELECT statement FROM pg_prepared_statements")).scalars().all()
+            mode = s.execute(sa.text("SHOW plan_cache_mode")).scalar_one()
+    finally:
+        db.dispose()
+    if prepared:
+        assert any("FROM pg_class" in st for st in statements), statements
+        assert mode == "force_generic_plan"
+    else:
+        assert statements == []
+        assert mode == "auto"
+
+
+def test_options_in_the_database_url_are_kept_beside_the_generic_plans() -> None:
+    if not pg_available():
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
+    sep = "&" if "?" in PG_URL else "?"
+    db = Database(f"{PG_URL}{sep}options=-c%20statement_timeout%3D12345", pool_size=1)
+    try:
+        with db.read() as s:
+            assert s.execute(sa.text("SHOW statement_timeout")).scalar_one() == "12345ms"
+            assert s.execute(sa.text("SHOW plan_cache_mode")).scalar_one() == "force_generic_plan"
+    finally:
+        db.dispose()
