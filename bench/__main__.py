@@ -24,6 +24,49 @@ from .config import HALL, QUEUES
 from .server import ROOT, PgCpu, Server, fresh_database, prepare
 
 
+def python_loop_seconds() -> float:
+    """A fixed pure-Python loop, recorded with the results: the CPU time of every request moves with the
+    machine's speed, which varies between sessions on the same machine kind (docs/benchmarks.md)."""
+    best = float("inf")
+    for _ in range(3):
+        t0, acc = time.perf_counter(), 0
+        for i in range(10_000_000):
+            acc += i
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def loopback_round_trip_us(n: int = 5000) -> float:
+    """A 1-byte TCP ping-pong between two threads over localhost: what every request and every database
+    statement pays in system calls and wake-ups, which the Python loop above does not see (in the fourth
+    round the loop ran in 0.56–0.71 s while an empty endpoint cost 1.6 times what an earlier session
+    measured, docs/benchmarks.md)."""
+    import socket
+    import threading
+
+    best = float("inf")
+    for _ in range(3):
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            def echo() -> None:
+                conn, _ = server.accept()
+                with conn:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    while data := conn.recv(1):
+                        conn.sendall(data)
+
+            t = threading.Thread(target=echo, daemon=True)
+            t.start()
+            with socket.create_connection(server.getsockname()) as c:
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    c.sendall(b"x")
+                    c.recv(1)
+                best = min(best, (time.perf_counter() - t0) / n * 1e6)
+            t.join(timeout=5)
+    return best
+
+
 def machine() -> dict[str, str]:
     info: dict[str, str] = {}
     try:
@@ -39,6 +82,8 @@ def machine() -> dict[str, str]:
         info["memory"] = "?"
     info["os"] = platform.platform()
     info["python"] = platform.python_version()
+    info["cpu_speed"] = (f"{python_loop_seconds():.2f} s for 10M Python additions, "
+                         f"{loopback_round_trip_us():.0f} µs per localhost TCP round trip (best of 3; lower is faster)")
     info["sqlite"] = sqlite3.sqlite_version
     try:
         import sqlalchemy as sa
@@ -74,7 +119,9 @@ def run_one(db: str, stack: str, args: argparse.Namespace, workdir: Path, profil
     tokens = prepare(url)
     queues = [q[0] for q in QUEUES]
     res: dict = {"db": db, "server": stack, "loadavg_before": Path("/proc/loadavg").read_text().split()[0]}
-    server = Server(stack, url, workdir, threads=args.threads)
+    if args.workers > 1 and (db == "sqlite" or not args.redis or stack == "werkzeug"):
+        raise SystemExit("--workers > 1 needs PostgreSQL, gunicorn and --redis (the processes share events through it)")
+    server = Server(stack, url, workdir, threads=args.threads, workers=args.workers)
     if args.redis:
         os.environ["BENCH_REDIS_URL"] = args.redis
     if args.experiment:
@@ -109,8 +156,14 @@ def run_one(db: str, stack: str, args: argparse.Namespace, workdir: Path, profil
             if prof is not None:
                 res["profile_calls"] = prof.stop()
             if args.paced_cycles:
+                prof = None
+                if profile_dir is not None and "paced" in args.profile_phases:
+                    from .profile import Profiler
+                    prof = Profiler(server.worker_pid(), profile_dir / f"paced-{db}-{stack}.txt")
                 runs.append(("paced", load.call_latency(server.base, HALL, tokens.clerks, args.paced_cycles,
                                                         args.period, probe, listener, dbcpu)))
+                if prof is not None:
+                    res["profile_paced"] = prof.stop()
         finally:
             listener.close()
         for name, c in runs:
@@ -170,20 +223,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     ap.add_argument("--server", choices=["werkzeug", "gunicorn", "gevent", "both", "all"], default="both",
                     help="werkzeug = what `hall serve` runs (socketio.run, threaded); "
-                         "gunicorn = gunicorn -w 1 -k gthread --threads N; gevent = gunicorn -w 1 -k gevent "
-                         "(needs gevent installed); both = werkzeug + gunicorn; all = the three")
+                         "gevent = gunicorn -w 1 -k gevent, the production stack (hall_server.wsgi); "
+                         "gunicorn = gunicorn -w 1 -k gthread --threads N; both = werkzeug + gevent; all = the three")
     ap.add_argument("--threads", type=int, default=32, help="gunicorn threads (default 32)")
     ap.add_argument("--tickets", type=int, help="tickets to issue (default 3000, quick 500)")
     ap.add_argument("--issue-procs", type=int, default=2, help="client processes issuing (default 2)")
-    ap.add_argument("--issue-threads", type=int, default=8, help="connections per issuing process (default 8)")
+    ap.add_argument("--issue-threads", type=int, default=16,
+                    help="connections per issuing process (default 16: 32 kiosks or booking clients at once)")
     ap.add_argument("--cycles", type=int, help="saturated call cycles per window (default 50, quick 8)")
     ap.add_argument("--paced-cycles", type=int, help="paced call cycles per window (default 20, quick 4; 0 = skip)")
     ap.add_argument("--period", type=float, default=1.0, help="paced: seconds between a window's cycles (default 1)")
+    ap.add_argument("--workers", type=int, default=1, help="gunicorn worker processes (default 1; more need "
+                    "--db postgres and --redis); the issue target is for one process")
     ap.add_argument("--redis", default="", help="run the server with this Socket.IO message queue, e.g. redis://127.0.0.1:6379/14")
     ap.add_argument("--experiment", choices=["sqlite-writer-lock"], help="run the server with a diagnostic patch "
                     "(see bench/serve.py); for measuring a suggested fix, not for the recorded baseline")
     ap.add_argument("--profile", action="store_true", help="sample the server with py-spy (see --profile-phases)")
-    ap.add_argument("--profile-phases", default="issue,calls", help="comma list of issue, calls")
+    ap.add_argument("--profile-phases", default="issue,calls", help="comma list of issue, calls (saturated), paced")
     ap.add_argument("--out", default=str(ROOT / "var" / "bench"), help="where results go (default var/bench)")
     args = ap.parse_args(argv)
     args.tickets = args.tickets or (500 if args.quick else 3000)
@@ -194,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tickets + 60 < need:
         ap.error(f"the waiting pool would run dry: --tickets must be at least {need - 60}")
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    stacks = {"both": ["werkzeug", "gunicorn"], "all": ["werkzeug", "gunicorn", "gevent"]}.get(args.server, [args.server])
+    stacks = {"both": ["werkzeug", "gevent"], "all": ["werkzeug", "gunicorn", "gevent"]}.get(args.server, [args.server])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -202,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     if profile_dir:
         profile_dir.mkdir()
     info = machine()
-    print(f"bench on {info['cpu']} ({info['cores']} cores, {info['memory']}), Python {info['python']}, "
+    print(f"bench on {info['cpu']} ({info['cores']} cores, {info['memory']}; {info['cpu_speed']}), Python {info['python']}, "
           f"SQLite {info['sqlite']}, PostgreSQL {info['postgresql']}", flush=True)
     t0 = time.perf_counter()
     results = []
@@ -215,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(md)
     for r in results:
-        for key in ("profile_issue", "profile_calls"):
+        for key in ("profile_issue", "profile_calls", "profile_paced"):
             if key in r:
                 print(f"\n### {key.split('_')[1]} profile — {r['db']} / {r['server']}\n\n{r[key]}")
     (out / f"results-{stamp}.json").write_text(json.dumps({"machine": info, "args": vars(args), "results": results},
@@ -223,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / f"results-{stamp}.md").write_text(
         "\n".join(f"- {k}: {v}" for k, v in info.items()) + "\n\n" + md + "\n"
         + "".join(f"\n### {key.split('_')[1]} profile — {r['db']} / {r['server']}\n\n{r[key]}\n"
-                  for r in results for key in ("profile_issue", "profile_calls") if key in r))
+                  for r in results for key in ("profile_issue", "profile_calls", "profile_paced") if key in r))
     print(f"\nwrote {out}/results-{stamp}.json and .md in {time.perf_counter() - t0:.0f} s")
     return 0
 

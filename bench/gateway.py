@@ -1,6 +1,6 @@
 """``python -m bench.gateway``: clerk call-next -> LED frame on the board, and -> announcement WAV ready.
 
-A real server process (``hall serve``) with a 50-window hall, the hall bus simulator on TCP with 50
+A real server process (gunicorn's gevent worker as in production; ``--server werkzeug``: ``hall serve``) with a 50-window hall, the hall bus simulator on TCP with 50
 window boards and the composite board, and the gateway (in this process, so its announcer's timestamps
 and the simulator's share one clock). 50 clerks call over real HTTP:
 
@@ -20,6 +20,7 @@ same sentence). The clerks start once the gateway has rendered the issued ticket
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -35,7 +36,7 @@ from typing import Any
 
 import requests
 
-from .server import ROOT, fresh_database, free_port
+from .server import ROOT, fresh_database, free_port, server_command
 
 WINDOWS = 50
 HALL = "gwbench"
@@ -69,7 +70,8 @@ def summary(values_s: list[float]) -> dict[str, Any]:
 
 
 class Rig:
-    def __init__(self, db: str, workdir: Path) -> None:
+    def __init__(self, db: str, workdir: Path, stack: str = "gevent") -> None:
+        self.stack = stack
         self.db, self.workdir = db, workdir
         self.url = fresh_database(db, workdir, PG_DB)
         self.cfg_path = workdir / "gwbench.toml"
@@ -99,9 +101,10 @@ class Rig:
     def start_server(self) -> None:
         env = {**os.environ, "HALL_DATABASE_URL": self.url, "HALL_SECRET": "bench", "HALL_REDIS_URL": ""}
         self.log = open(self.workdir / f"server-{self.db}.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "hall_server.cli", "-c", str(self.cfg_path), "serve",
-                                      "--port", str(self.port)], cwd=self.workdir, env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        cmd = server_command(self.stack, self.port, "hall_server.wsgi:app()",
+                             [sys.executable, "-m", "hall_server.cli", "-c", str(self.cfg_path), "serve"])
+        self.proc = subprocess.Popen(cmd, cwd=self.workdir, env={**env, "HALL_CONFIG": str(self.cfg_path)},
+                                     stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -120,14 +123,14 @@ class Rig:
         self.log.close()
 
 
-def run(db: str, cycles: int, workdir: Path) -> dict[str, Any]:
+def run(db: str, cycles: int, workdir: Path, stack: str = "gevent") -> dict[str, Any]:
     from device_drivers import hallbus as hb
     from hall_server.gateway import Gateway, parse_gateway_config
     from simulators.base import SimulatorServer
     from simulators.hallbus_sim import HallBusSim
 
     load_before = Path("/proc/loadavg").read_text().split()[0]
-    rig = Rig(db, workdir)
+    rig = Rig(db, workdir, stack)
     tokens = rig.prepare()
     rig.start_server()
     sim = HallBusSim.from_options({"devices": [{"address": w, "type": "led"} for w in range(1, WINDOWS + 1)]
@@ -266,7 +269,7 @@ def run(db: str, cycles: int, workdir: Path) -> dict[str, Any]:
                                 if first_wav(n) is not None and event_at(n) is not None]
         after_answer = [event_at(n) - t_answer[n] for n in paced if n in t_answer and event_at(n) is not None]
         result = {
-            "db": db, "load_before": load_before, "windows": WINDOWS, "cycles": cycles, "errors": errors,
+            "server": stack, "db": db, "load_before": load_before, "windows": WINDOWS, "cycles": cycles, "errors": errors,
             "paced_answer": summary(lat(paced, t_call, t_answer.get)),
             "paced_event": summary(lat(paced, t_call, event_at)),
             "paced_event_after_answer": summary(after_answer),
@@ -301,11 +304,15 @@ def _errors(errors: list[str]) -> str:
     return ", ".join(f"{k} ×{v}" for k, v in counts.items()) or "none"
 
 
+STACKS = {"gevent": "under gunicorn's gevent worker (`hall_server.wsgi`, as in production)",
+          "werkzeug": "as `hall serve` (Werkzeug)"}
+
+
 def section(results: list[dict[str, Any]], when: str) -> str:
     lines = [
         MARK_BEGIN, "## Device gateway (`python -m bench.gateway`, " + when + ")", "",
         f"{WINDOWS} windows, one hall bus simulator on TCP (50 window boards + the composite board), the gateway "
-        "in the benchmark process, the server as `hall serve`. t0 = just before the clerk's `POST call-next` "
+        "in the benchmark process, the server " + STACKS.get(results[0].get("server", "werkzeug"), "") + ". t0 = just before the clerk's `POST call-next` "
         "(or `recall`); board = the simulator executed the SHOW_CALLED frame; WAV = the announcer has the call's "
         "WAV (joined from pieces rendered ahead; from the cache for a recall of the same sentence). Paced: each window, "
         "starting at a random moment in its first 2 s, "
@@ -356,15 +363,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default=None)
     ap.add_argument("--cycles", type=int)
+    ap.add_argument("--server", choices=["gevent", "werkzeug"], default="gevent",
+                    help="gevent = gunicorn -k gevent as in production (default); werkzeug = `hall serve`")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (server log, WAVs) and print it")
     ap.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     args = ap.parse_args(argv)
     db = args.db or ("sqlite" if args.quick else "both")
     cycles = args.cycles or (2 if args.quick else 4)
     results = []
-    with tempfile.TemporaryDirectory(prefix="hall-gwbench-") as tmp:
+    keep = tempfile.mkdtemp(prefix="hall-gwbench-") if args.keep else None
+    if keep:
+        print(f"work directory (kept): {keep}", flush=True)
+    with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="hall-gwbench-")) as tmp:
         for kind in (["sqlite", "postgres"] if db == "both" else [db]):
             print(f"== gateway bench on {kind}", flush=True)
-            r = run(kind, cycles, Path(tmp))
+            r = run(kind, cycles, Path(tmp), args.server)
             results.append(r)
             print(json.dumps(r, ensure_ascii=False), flush=True)
     when = dt.datetime.now().astimezone().strftime("%Y-%m-%d")

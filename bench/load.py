@@ -45,12 +45,14 @@ class Client:
             self.headers["Authorization"] = f"Bearer {token}"
         self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
         self.reconnects = 0
+        self.sent = 0.0  # when the last request had been written to the socket
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         for attempt in (0, 1):
             try:
                 self.conn.request("POST", path, body=data, headers=self.headers)
+                self.sent = time.perf_counter()
                 r = self.conn.getresponse()
                 raw = r.read()
                 return r.status, (json.loads(raw) if raw else None)
@@ -213,17 +215,14 @@ class Calls:
     db_cpu_s: float = 0.0
 
 
-def call_latency(base: str, hall: str, clerk_tokens: dict[str, str], cycles: int, period: float | None,
-                 cpu_probe: Any, listener: Listener, db_cpu: Any) -> Calls:
-    """Every staffed window loops call-next -> start -> finish `cycles` times; `period` None means back to
-    back (saturation), otherwise one cycle per `period` seconds per window with a random phase."""
-    from .server import machine_cpu
-
-    records: list[tuple[str, int, float, float]] = []  # window, ticket id, sent, response received
+def _clerk_worker(base: str, hall: str, windows: list[tuple[str, str, int]], cycles: int, period: float | None,
+                  barrier: Any, results: Any) -> None:
+    """One client process: a thread per window, each on its own keep-alive connection."""
+    records: list[tuple[str, int, float, float, float]] = []  # window, ticket id, sending, response received, sent
     cycle: list[float] = []
     errors: dict[str, int] = {}
     lock = threading.Lock()
-    barrier = threading.Barrier(len(clerk_tokens) + 1)
+    ready = threading.Barrier(len(windows) + 1)
 
     def err(key: str) -> None:
         with lock:
@@ -234,7 +233,7 @@ def call_latency(base: str, hall: str, clerk_tokens: dict[str, str], cycles: int
         c = Client(base, token)
         c.conn.connect()
         prefix = f"/api/v1/halls/{hall}/windows/{window}"
-        barrier.wait()
+        ready.wait()
         t_next = time.perf_counter() + (rnd.uniform(0, period) if period else 0)
         for _ in range(cycles):
             if period:
@@ -252,7 +251,7 @@ def call_latency(base: str, hall: str, clerk_tokens: dict[str, str], cycles: int
                 err("pool empty")
                 break
             with lock:
-                records.append((window, body["ticket"]["id"], t0, t1))
+                records.append((window, body["ticket"]["id"], t0, t1, c.sent))
             for action, payload in (("start", None), ("finish", {"outcome": "instant"})):
                 status, body = c.post(f"{prefix}/{action}", payload)
                 if status != 200:
@@ -261,26 +260,61 @@ def call_latency(base: str, hall: str, clerk_tokens: dict[str, str], cycles: int
                 cycle.append(time.perf_counter() - t0)
         c.close()
 
-    ts = [threading.Thread(target=loop, args=(w, tok, i), daemon=True)
-          for i, (w, tok) in enumerate(sorted(clerk_tokens.items(), key=lambda kv: int(kv[0])))]
+    ts = [threading.Thread(target=loop, args=w, daemon=True) for w in windows]
     for t in ts:
         t.start()
-    barrier.wait(timeout=30)
-    db_cpu.start()
-    s0, m0 = cpu_probe(), machine_cpu()
+    ready.wait(timeout=30)  # every connection open
+    barrier.wait(timeout=60)  # every process ready
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    start = time.perf_counter()
     for t in ts:
         t.join()
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    results.put({"records": records, "cycle": cycle, "errors": errors,
+                 "cpu": (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)})
+
+
+def call_latency(base: str, hall: str, clerk_tokens: dict[str, str], cycles: int, period: float | None,
+                 cpu_probe: Any, listener: Listener, db_cpu: Any, processes: int = 4) -> Calls:
+    """Every staffed window loops call-next -> start -> finish `cycles` times; `period` None means back to
+    back (saturation), otherwise one cycle per `period` seconds per window with a random phase. The
+    windows are spread over `processes` client processes (clerks sit at different PCs: one Python
+    process for all of them would add its own GIL waits to the latencies); the listener stays here.
+    Times are ``time.perf_counter()``, the system-wide monotonic clock, in every process."""
+    from .server import machine_cpu
+
+    ctx = mp.get_context("spawn")
+    windows = [(w, tok, i) for i, (w, tok) in enumerate(sorted(clerk_tokens.items(), key=lambda kv: int(kv[0])))]
+    groups = [windows[k::processes] for k in range(processes) if windows[k::processes]]
+    barrier = ctx.Barrier(len(groups) + 1)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_clerk_worker, daemon=True, args=(base, hall, g, cycles, period, barrier, results))
+             for g in groups]
+    for p in procs:
+        p.start()
+    barrier.wait(timeout=90)
+    db_cpu.start()
+    s0, m0 = cpu_probe(), machine_cpu()
+    start = time.perf_counter()
+    out = [results.get(timeout=900) for _ in procs]
     secs = time.perf_counter() - start
     s1, m1 = cpu_probe(), machine_cpu()
-    ru1 = resource.getrusage(resource.RUSAGE_SELF)
     dbs = db_cpu.stop()
-    client = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    for p in procs:
+        p.join(timeout=10)
+    records = [tuple(r) for o in out for r in o["records"]]
+    cycle = [x for o in out for x in o["cycle"]]
+    errors: dict[str, int] = {}
+    for o in out:
+        for k, v in o["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    client = sum(o["cpu"] for o in out)
     busy = (m1[0] - m0[0]) / max(1.0, m1[1] - m0[1])
     deadline = time.perf_counter() + 3  # let the last events arrive
     while time.perf_counter() < deadline and any(r[1] not in listener.received for r in records):
         time.sleep(0.01)
+    if os.environ.get("BENCH_RECORDS"):  # diagnostics (bench.lag): every call with its times
+        with open(os.environ["BENCH_RECORDS"], "w") as f:
+            json.dump([[*r, listener.received.get(r[1])] for r in records], f)
     ev = [listener.received[r[1]] - r[2] for r in records if r[1] in listener.received]
     ev_resp = [listener.received[r[1]] - r[3] for r in records if r[1] in listener.received]
     ev_resp_ms = {k: v for k, v in summary_ms(ev_resp).items()}

@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.screen                  # SQLite and PostgreSQL, 50 windows x 10 calls
     .venv/bin/python -m bench.screen --db sqlite --cycles 4 --no-write
 
-The real server runs as its own process (``python -m bench.screen serve``, built as ``hall serve``
-builds it) for a 6-queue, 50-window hall. Debian's headless Chromium opens the hall screen
+The real server runs as its own process for a 6-queue, 50-window hall: under gunicorn's gevent worker
+as in production (``bench.screen:wsgi()``), or with ``--server werkzeug`` as ``hall serve`` runs it
+(``python -m bench.screen serve``). Debian's headless Chromium opens the hall screen
 (``/screen/bench`` at 1920x1080) and a MutationObserver stamps, with ``Date.now()``, when each ticket
 number first appears in the screen's list of recent calls (DOM applied) and the next animation frame
 after it (painted). 50 threads, one per window and each with its own keep-alive connection and clerk
@@ -31,7 +32,7 @@ from typing import Any
 import requests
 
 from .load import Client, summary_ms
-from .server import ROOT, fresh_database, free_port
+from .server import ROOT, fresh_database, free_port, server_command
 
 HALL = "bench"
 WINDOWS = 50
@@ -94,27 +95,44 @@ def prepare(url: str) -> tuple[dict[str, str], str]:
     return tokens, kiosk
 
 
-def serve(port: int) -> None:
-    """The server under test, built as `hall serve` builds it."""
+def build(async_mode: str = "threading"):  # type: ignore[no-untyped-def]
+    """The server under test, built as `hall serve` and `hall_server.wsgi` build it."""
     import logging
 
     from hall_server.app import create_app
     from hall_server.cli import start_day_keeper
 
+    from .lag import install_if_asked
+
     logging.basicConfig(level=logging.WARNING)
     url = os.environ["BENCH_DB_URL"]
-    app, socketio = create_app(screen_config(url), database_url=url, redis_url="", secret=SECRET)
+    app, socketio = create_app(screen_config(url), database_url=url, redis_url="", secret=SECRET,
+                               async_mode=async_mode)
     start_day_keeper(app)
+    install_if_asked(app)
+    return app, socketio
+
+
+def serve(port: int) -> None:
+    """Werkzeug, as `hall serve` runs it."""
+    app, socketio = build()
     socketio.run(app, host="127.0.0.1", port=port, allow_unsafe_werkzeug=True, log_output=False, use_reloader=False)
 
 
+def wsgi():  # type: ignore[no-untyped-def]
+    """gunicorn factory (``'bench.screen:wsgi()'``), as hall_server.wsgi under ``-k gevent``."""
+    from hall_server.wsgi import async_mode
+
+    return build(async_mode())[0]
+
+
 class ServerProc:
-    def __init__(self, url: str, workdir: Path) -> None:
+    def __init__(self, url: str, workdir: Path, stack: str = "gevent") -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = workdir / "screen-server.log"
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.screen", "serve", "--port", str(self.port)],
-                                     cwd=ROOT, env={**os.environ, "BENCH_DB_URL": url, "PYTHONPATH": str(ROOT)},
+        cmd = server_command(stack, self.port, "bench.screen:wsgi()", [sys.executable, "-m", "bench.screen", "serve"])
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "BENCH_DB_URL": url, "PYTHONPATH": str(ROOT)},
                                      stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -207,7 +225,7 @@ def run_one(db: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     url = fresh_database(db, workdir, PG_DB)
     tokens, kiosk = prepare(url)
-    server = ServerProc(url, workdir)
+    server = ServerProc(url, workdir, args.server)
     try:
         issue(server.base, kiosk, WINDOWS * args.cycles + 100)
         for w, tok in tokens.items():
@@ -254,7 +272,9 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         f"{WINDOWS} windows, each call-next → start → finish once every {args.period:g} s ± 20 % "
         f"({args.cycles} calls per window, {WINDOWS / args.period:.0f} calls/s in the hall); one hall screen "
-        "(`/screen/bench`, 1920x1080) in Debian's headless Chromium. Latency = call-next sent → the number "
+        "(`/screen/bench`, 1920x1080) in Debian's headless Chromium; the server "
+        + ("under gunicorn's gevent worker as in production" if args.server == "gevent" else "as `hall serve` (Werkzeug)")
+        + ". Latency = call-next sent → the number "
         "appears in the screen's recent-calls list (DOM) / the next animation frame after it (painted). "
         "Target: p99 < 100 ms. *DOM − answer* = per call, the DOM stamp minus the moment the clerk read the "
         "`call-next` answer: the publish path after the commit (Socket.IO emit, the browser's event and render), "
@@ -299,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.screen", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    ap.add_argument("--server", choices=["gevent", "werkzeug"], default="gevent",
+                    help="gevent = gunicorn -k gevent as in production (default); werkzeug = `hall serve`")
     ap.add_argument("--cycles", type=int, default=10, help="calls per window (default 10)")
     ap.add_argument("--period", type=float, default=2.0, help="seconds between a window's calls (default 2)")
     ap.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")

@@ -53,12 +53,14 @@ def build():  # type: ignore[no-untyped-def]
     from hall_server.cli import start_day_keeper
 
     from .config import SECRET, bench_config
+    from .lag import install_if_asked
 
     url = os.environ["BENCH_DB_URL"]
     app, socketio = create_app(bench_config(url), database_url=url,
                                redis_url=os.environ.get("BENCH_REDIS_URL", ""), secret=SECRET,
                                async_mode=os.environ.get("BENCH_ASYNC_MODE", "threading"))
     start_day_keeper(app)  # as `hall serve` does
+    install_if_asked(app)
     return app, socketio
 
 

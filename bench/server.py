@@ -18,7 +18,7 @@ from .config import CLERKS, HALL, KIOSKS, PASSWORD, SECRET, bench_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-PG_DB = "bench"  # never the tests' database `test`
+PG_DB = os.environ.get("BENCH_PG_DB", "bench")  # never the tests' database `test`; another for a parallel run
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -143,8 +143,8 @@ def machine_cpu() -> tuple[float, float]:
 class Server:
     """The real server in its own process on a free localhost port."""
 
-    def __init__(self, kind: str, url: str, workdir: Path, threads: int = 32) -> None:
-        self.kind, self.url, self.workdir, self.threads = kind, url, workdir, threads
+    def __init__(self, kind: str, url: str, workdir: Path, threads: int = 32, workers: int = 1) -> None:
+        self.kind, self.url, self.workdir, self.threads, self.workers = kind, url, workdir, threads, workers
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"server-{kind}.log"
@@ -157,7 +157,7 @@ class Server:
         if gunicorn is None:
             raise SystemExit("gunicorn is not installed: .venv/bin/pip install gunicorn (or use --server werkzeug)")
         worker = ["-k", "gevent"] if self.kind == "gevent" else ["-k", "gthread", "--threads", str(self.threads)]
-        return [gunicorn, "-w", "1", *worker, "-b", f"127.0.0.1:{self.port}",
+        return [gunicorn, "-w", str(self.workers), *worker, "-b", f"127.0.0.1:{self.port}",
                 "--log-level", "warning", "--graceful-timeout", "2", "bench.serve:wsgi()"]
 
     def start(self) -> "Server":
@@ -221,3 +221,17 @@ def _ppid(pid: int) -> int:
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return -1
+
+
+def server_command(stack: str, port: int, factory: str, werkzeug: list[str]) -> list[str]:
+    """The command line of a server under test: ``werkzeug`` (the given command plus ``--port``, as
+    ``hall serve``) or ``gevent`` (gunicorn's gevent worker with the app ``factory``, as in production)."""
+    if stack == "werkzeug":
+        return [*werkzeug, "--port", str(port)]
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    chdir: list[str] = []
+    if os.environ.get("BENCH_DIAG") and factory == "hall_server.wsgi:app()":
+        factory = "bench.lag:production_app()"  # the same app, with request times and loop stalls recorded
+        chdir = ["--chdir", str(ROOT)]  # where `bench` can be imported from
+    return [gunicorn, *chdir, "-w", "1", "-k", "gevent", "--worker-connections", "1000", "-b", f"127.0.0.1:{port}",
+            "--log-level", "warning", "--graceful-timeout", "2", factory]
