@@ -25,10 +25,6 @@ def open_console(page, live: LiveHall, user: str = "clerk1", window: str = "1") 
     page.wait_for_selector("#conn.on")
 
 
-def msg(page) -> str:  # type: ignore[no-untyped-def]
-    return page.inner_text("#msg")
-
-
 def wait_text(page, selector: str, pattern: str) -> None:  # type: ignore[no-untyped-def]
     """Until the text shows and the console has its answer: a live event can show a call before the
     clerk's own request is answered, and the console takes no new key until then (as for a clerk)."""
