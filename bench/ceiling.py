@@ -139,12 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.ceiling", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=6000)
-    ap.add_argument("--server", choices=["werkzeug", "gunicorn", "gevent", "all"], default="all",
-                    help="gevent = gunicorn -w 1 -k gevent (needs gevent installed); all = the three")
+    ap.add_argument("--server", choices=["werkzeug", "gunicorn", "gevent", "pywsgi", "all"], default="all",
+                    help="gunicorn = -k gthread; gevent = gunicorn -w 1 -k gevent (gunicorn's HTTP parser on "
+                         "gevent); pywsgi = -k gevent_pywsgi (gevent's HTTP server, the production stack); all = the four")
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=8)
     args = ap.parse_args(argv)
-    stacks = ["werkzeug", "gunicorn", "gevent"] if args.server == "all" else [args.server]
+    stacks = ["werkzeug", "gunicorn", "gevent", "pywsgi"] if args.server == "all" else [args.server]
     print(f"load average before: {Path('/proc/loadavg').read_text().split()[0]} ({os.cpu_count()} cores)")
     print("| server | endpoint | requests/s | server CPU ms/request | client cores | p50 / p99 ms |")
     print("|---|---|---:|---:|---:|---:|")
@@ -155,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [sys.executable, "-c", f"from bench.ceiling import serve; serve({port})"]
         else:
             gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-            worker = ["-k", "gthread", "--threads", "32"] if stack == "gunicorn" else ["-k", "gevent"]
-            env["CEILING_ASYNC_MODE"] = "threading" if stack == "gunicorn" else "gevent"
+            worker = {"gunicorn": ["-k", "gthread", "--threads", "32"], "gevent": ["-k", "gevent"],
+                      "pywsgi": ["-k", "gevent_pywsgi"]}[stack]
+            env["CEILING_ASYNC_MODE"] = "threading" if stack == "gunicorn" else "gevent"  # gevent and pywsgi
             cmd = [gunicorn, "-w", "1", *worker, "-b", f"127.0.0.1:{port}", "--log-level", "warning",
                    "bench.ceiling:wsgi()"]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,

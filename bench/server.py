@@ -18,6 +18,9 @@ from .config import CLERKS, HALL, KIOSKS, PASSWORD, SECRET, bench_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+# gunicorn's worker on gevent's own HTTP server (pywsgi), as in production (hall_server/wsgi.py): 0.1 ms
+# less server CPU per request than `-k gevent`, gunicorn's parser on gevent (docs/benchmarks.md, fifth round)
+GEVENT_WORKER = "gevent_pywsgi"
 PG_DB = os.environ.get("BENCH_PG_DB", "bench")  # never the tests' database `test`; another for a parallel run
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -156,7 +159,7 @@ class Server:
         gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or shutil.which("gunicorn")
         if gunicorn is None:
             raise SystemExit("gunicorn is not installed: .venv/bin/pip install gunicorn (or use --server werkzeug)")
-        worker = ["-k", "gevent"] if self.kind == "gevent" else ["-k", "gthread", "--threads", str(self.threads)]
+        worker = ["-k", GEVENT_WORKER] if self.kind == "gevent" else ["-k", "gthread", "--threads", str(self.threads)]
         return [gunicorn, "-w", str(self.workers), *worker, "-b", f"127.0.0.1:{self.port}",
                 "--log-level", "warning", "--graceful-timeout", "2", "bench.serve:wsgi()"]
 
@@ -225,7 +228,7 @@ def _ppid(pid: int) -> int:
 
 def server_command(stack: str, port: int, factory: str, werkzeug: list[str]) -> list[str]:
     """The command line of a server under test: ``werkzeug`` (the given command plus ``--port``, as
-    ``hall serve``) or ``gevent`` (gunicorn's gevent worker with the app ``factory``, as in production)."""
+    ``hall serve``) or ``gevent`` (gunicorn's gevent pywsgi worker with the app ``factory``, as in production)."""
     if stack == "werkzeug":
         return [*werkzeug, "--port", str(port)]
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
@@ -233,5 +236,5 @@ def server_command(stack: str, port: int, factory: str, werkzeug: list[str]) -> 
     if os.environ.get("BENCH_DIAG") and factory == "hall_server.wsgi:app()":
         factory = "bench.lag:production_app()"  # the same app, with request times and loop stalls recorded
         chdir = ["--chdir", str(ROOT)]  # where `bench` can be imported from
-    return [gunicorn, *chdir, "-w", "1", "-k", "gevent", "--worker-connections", "1000", "-b", f"127.0.0.1:{port}",
+    return [gunicorn, *chdir, "-w", "1", "-k", GEVENT_WORKER, "--worker-connections", "1000", "-b", f"127.0.0.1:{port}",
             "--log-level", "warning", "--graceful-timeout", "2", factory]

@@ -65,7 +65,7 @@ class GroupCommit(Generic[T, R]):
         return slot.outcome  # type: ignore[return-value]
 
     def _run_one_batch(self) -> None:
-        # Let every caller that is ready to submit do so first: under gevent (gunicorn -k gevent) the
+        # Let every caller that is ready to submit do so first: under gevent (gunicorn's gevent workers) the
         # other requests only get to submit when this one yields, and SQLite never yields; with threads
         # this is a brief GIL release.
         time.sleep(0)

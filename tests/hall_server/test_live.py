@@ -145,8 +145,8 @@ def test_two_processes_share_events_through_redis(db_url: str, tmp_path: Path) -
         redis.Redis.from_url(REDIS_URL).ping()
     except redis.RedisError as exc:
         pytest.fail(f"Redis is not reachable at {REDIS_URL}: {exc}")
-    # A runs the production stack (gunicorn's gevent worker), B runs `hall serve`
-    a = ServerProcess(db_url, tmp_path, redis_url=REDIS_URL, gunicorn="gevent")
+    # A runs the production stack (gunicorn's gevent pywsgi worker), B runs `hall serve`
+    a = ServerProcess(db_url, tmp_path, redis_url=REDIS_URL, gunicorn="gevent_pywsgi")
     a.hall("db", "upgrade")
     a.hall("user", "clerk1", "--password", "clerk-pass-1")
     kiosk = a.hall("device-token", "t", "kiosk1").strip()
@@ -171,7 +171,7 @@ def test_two_processes_share_events_through_redis(db_url: str, tmp_path: Path) -
         b.stop()
 
 
-@pytest.mark.parametrize("worker", ["gevent", "gthread"])
+@pytest.mark.parametrize("worker", ["gevent_pywsgi", "gthread"])
 def test_gunicorn_serves_the_api_and_live_events(db_url: str, tmp_path: Path, worker: str) -> None:
     """The production entry (hall_server.wsgi under gunicorn, gevent or gthread worker) prepares the
     database itself and serves REST and Socket.IO like `hall serve`."""
