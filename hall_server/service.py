@@ -25,10 +25,12 @@ from psycopg import ClientCursor
 from psycopg.types.json import Json
 from sqlalchemy import (
     LABEL_STYLE_TABLENAME_PLUS_COL,
+    BigInteger,
     Date,
     Integer,
     String,
     and_,
+    any_,
     bindparam,
     case,
     func,
@@ -133,7 +135,6 @@ class QueueService:
         self._estimate_cache: dict[tuple[str, ...], tuple[float, object]] = {}
         self._issue_stmts: _IssueStatements | None = None
         self._statements: dict[object, object] = {}  # hot-path statements, built once (see _candidates_query)
-        self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT")  # see _bump_streaks
         self._issuer: GroupCommit[_IssueRequest, IssuedTicket] = GroupCommit(self._issue_batch)
 
     ESTIMATE_CACHE_SECONDS = 2.0
@@ -215,11 +216,14 @@ class QueueService:
         from a board. A per-hall transaction lock, held only for these inserts and the commit, rules
         that out (see ``_commit_events``). SQLite already has one writer at a time."""
         pending = s.info.pop("events", None)
+        streaks = sorted(s.info.pop("streaks", ()))  # PostgreSQL: calls' priority streaks, see _after_call
         if not pending:
+            for call in streaks:  # not expected: every call has its event
+                s.connection().execute(self._BUMP_STREAK, self._streak_params(*call))
             return None
         s.flush()  # the tickets the events point at
         if self.db.is_postgres:
-            return self._commit_events(s, pending)
+            return self._commit_events(s, pending, streaks)
         place = self._order.begin()  # under the database's one write lock, as the seq it orders
         try:
             ids = self._insert_many(s.connection(), self._issue_statements().events, [row for row, _ in pending])
@@ -240,26 +244,32 @@ class QueueService:
             'INSERT INTO ticket_events (ticket_id, hall_id, kind, at, queue_id, "window", actor, data) VALUES '
             + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * n) + " RETURNING id"))
 
-    def _commit_events(self, s: Session, pending: list[tuple[dict[str, object], TicketEventPayload]]) -> object:
-        """PostgreSQL: the halls' sequence locks, the events' inserts and the COMMIT go to the server in
-        one message, so a lock is held only while the server runs them and
-        flushes the commit, never while this process waits for its turn to read an answer: before, it
-        was held across three round trips, and every call and ticket of the hall queued behind it.
-        Commits of this process go out concurrently; ``PublishOrder`` puts their outboxes back in seq
-        order. The session's own commit afterwards finds nothing left to do."""
+    def _commit_events(self, s: Session, pending: list[tuple[dict[str, object], TicketEventPayload]],
+                       streaks: list[tuple[str, str, bool]]) -> object:
+        """PostgreSQL: the halls' sequence locks, the calls' priority streaks, the events' inserts and
+        the COMMIT go to the server in one message, so a lock is held only while the server runs them
+        and flushes the commit, never while this process waits for its turn to read an answer: before,
+        it was held across three round trips, and every call and ticket of the hall queued behind it.
+        A queue's streak row is locked only after its hall's sequence lock, which every call of the hall
+        takes first: no wait on it beyond that lock's, and no deadlock. Commits of this process go out
+        concurrently; ``PublishOrder`` puts their outboxes back in seq order. The session's own commit
+        afterwards finds nothing left to do. An error in any statement rolls the whole message back."""
         raw = s.connection().connection.driver_connection
         rows = [row for row, _ in pending]
         params = [v for r in rows for v in (r["ticket_id"], r["hall_id"], r["kind"], r["at"], r["queue_id"],
                                             r["window"], r["actor"], Json(r["data"] or {}))]
         keys = sorted({zlib.crc32(f"hall-seq:{r['hall_id']}".encode()) for r in rows})
-        sql = "".join(f"{self._SEQ_LOCK_SQL}; " for _ in keys) + self._event_sql(len(rows)) + "; COMMIT"
+        bumps = [v for hall_id, queue_id, priority in streaks
+                 for v in (hall_id, queue_id, routing.apply_call(0, priority), priority)]
+        sql = ("".join(f"{self._SEQ_LOCK_SQL}; " for _ in keys) + "".join(f"{self._STREAK_SQL}; " for _ in streaks)
+               + self._event_sql(len(rows)) + "; COMMIT")
         place = self._order.begin()
         try:
-            # one simple-query message (client-side binding): the server runs the locks, the insert and
-            # the COMMIT back to back, without waiting for this process between them
+            # one simple-query message (client-side binding): the server runs the locks, the upserts,
+            # the insert and the COMMIT back to back, without waiting for this process between them
             cur = ClientCursor(raw)
-            cur.execute(sql, [*keys, *params])
-            for _ in keys:
+            cur.execute(sql, [*keys, *bumps, *params])
+            for _ in range(len(keys) + len(streaks)):
                 cur.nextset()
             ids = sorted(row[0] for row in cur.fetchall())
         except BaseException:
@@ -278,7 +288,6 @@ class QueueService:
                 result = fn(s, out)
                 self._save(s)
                 place = self._write_events(s)
-                streaks = s.info.pop("streaks", None)
         except BaseException:
             if place is not None:
                 self._order.done(place, None)
@@ -287,8 +296,6 @@ class QueueService:
             self.publish(out)  # no ticket events: nothing to keep in order
         else:
             self._order.done(place, out)  # type: ignore[arg-type]
-        if streaks:
-            self._bump_streaks(streaks)
         return result
 
     # ---- service day -------------------------------------------------------------------------
@@ -712,6 +719,15 @@ class QueueService:
         s.info.setdefault("tracked", []).append((obj, dict(values)))
         return obj
 
+    @staticmethod
+    def _saved(s: Session, obj: object, **values: object) -> None:
+        """Columns of a tracked object that a statement has already written: set, and not written again."""
+        for tracked, loaded in s.info.get("tracked", ()):
+            if tracked is obj:
+                loaded.update(values)
+        for k, v in values.items():
+            setattr(obj, k, v)
+
     def _save(self, s: Session) -> None:
         tracked = s.info.pop("tracked", None)
         if not tracked:
@@ -969,6 +985,35 @@ class QueueService:
                         called_at=bindparam("b_now", type_=m.Ticket.called_at.type), recalls=0, target_window=None)
                 .returning(*m.Ticket.__table__.c))
 
+    def _claim_first(self, s: Session, hall: Hall, ranked: list[int], ws: m.WindowState,
+                     now: dt.datetime) -> m.Ticket | None:
+        """PostgreSQL: the first ticket of ``ranked`` that is still waiting and not being claimed by
+        another window, claimed for ``ws`` and seated at it in one statement; None if every one is taken.
+        A window losing a race moves on to the next ticket on the server, not in another round trip
+        (50 windows calling at once: one statement each instead of up to 50)."""
+        row = s.connection().execute(self._statement("claim_first", self._build_claim_first_statement), {
+            "b_ids": ranked, "b_hall": hall.id, "b_window": ws.number, "b_clerk": ws.clerk, "b_now": now,
+        }).one_or_none()
+        if row is None:
+            return None
+        self._saved(s, ws, ticket_id=row.id, updated_at=now)  # the statement seated it
+        return self._model(m.Ticket, row._mapping)
+
+    def _build_claim_first_statement(self):  # type: ignore[no-untyped-def]
+        T, W = m.Ticket.__table__, m.WindowState.__table__
+        ids, now = bindparam("b_ids", type_=postgresql.ARRAY(BigInteger)), bindparam("b_now", type_=T.c.called_at.type)
+        waiting = TicketStatus.WAITING.value
+        first = (select(T.c.id).where(T.c.id == any_(ids), T.c.status == waiting)
+                 .order_by(func.array_position(ids, T.c.id)).limit(1).with_for_update(skip_locked=True))
+        claimed = (update(T).where(T.c.id == first.scalar_subquery(), T.c.status == waiting)
+                   .values(status=TicketStatus.CALLED.value, window=bindparam("b_window"), clerk=bindparam("b_clerk"),
+                           called_at=now, recalls=0, target_window=None)
+                   .returning(*T.c).cte("claimed"))
+        seat = (update(W).where(W.c.hall_id == claimed.c.hall_id, W.c.hall_id == bindparam("b_hall"),
+                                W.c.number == bindparam("b_window"))
+                .values(ticket_id=claimed.c.id, updated_at=now).cte("seat"))
+        return select(claimed).add_cte(seat)
+
     def _after_call(self, s: Session, out: Outbox, hall: Hall, ws: m.WindowState, t: m.Ticket,
                     now: dt.datetime, actor: str | None) -> m.Ticket:
         ws.ticket_id, ws.updated_at = t.id, now
@@ -977,8 +1022,8 @@ class QueueService:
         if t.queue_id in {q.id for q in hall.queues}:
             if self.db.is_postgres:
                 # Every window calling from this queue would wait for the queue's row lock until this
-                # transaction's commit is on disk: the streak is bumped right after the commit instead
-                # (_bump_streaks). It is read without a lock when ranking anyway, so this changes no rule.
+                # transaction ends: the streak is bumped in the commit's own message instead, after the
+                # hall's sequence lock (_commit_events). It is read without a lock when ranking anyway.
                 s.info.setdefault("streaks", []).append((hall.id, t.queue_id, bool(t.priority)))
             else:  # one writer at a time: no one waits for this lock longer than for the database's
                 s.connection().execute(self._BUMP_STREAK, self._streak_params(hall.id, t.queue_id, bool(t.priority)))
@@ -987,31 +1032,17 @@ class QueueService:
     # routing.apply_call in one statement: a priority call adds one to the queue's streak, a normal one
     # resets it. Text, because SQLAlchemy compiles an ON CONFLICT statement again on every execution.
     _STREAK_CONFLICT = ("ON CONFLICT (hall_id, queue_id) DO UPDATE SET priority_streak = "
-                        "CASE WHEN :priority THEN COALESCE(queue_state.priority_streak, 0) + 1 ELSE 0 END")
+                        "CASE WHEN {priority} THEN COALESCE(queue_state.priority_streak, 0) + 1 ELSE 0 END")
     _BUMP_STREAK = text("INSERT INTO queue_state (hall_id, queue_id, priority_streak) "
-                        "VALUES (:hall_id, :queue_id, :first) " + _STREAK_CONFLICT)
-    # the same on its own after the commit (PostgreSQL): one statement in a transaction of its own that
-    # does not wait for its commit to reach the disk (a streak lost in a crash only makes the next
-    # priority call a little early); set_config(..., true) holds to the end of that transaction
-    _BUMP_STREAK_ASYNC = text(
-        "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)) "
-        "INSERT INTO queue_state (hall_id, queue_id, priority_streak) SELECT :hall_id, :queue_id, :first FROM async "
-        + _STREAK_CONFLICT)
+                        "VALUES (:hall_id, :queue_id, :first) " + _STREAK_CONFLICT.format(priority=":priority"))
+    # the same in psycopg's format, for the commit message on PostgreSQL (see _commit_events)
+    _STREAK_SQL = ("INSERT INTO queue_state (hall_id, queue_id, priority_streak) VALUES (%s, %s, %s) "
+                   + _STREAK_CONFLICT.format(priority="%s"))
 
     @staticmethod
     def _streak_params(hall_id: str, queue_id: str, priority: bool) -> dict[str, object]:
         return {"hall_id": hall_id, "queue_id": queue_id, "priority": priority,
                 "first": routing.apply_call(0, priority)}
-
-    def _bump_streaks(self, calls: list[tuple[str, str, bool]]) -> None:
-        """The priority streaks of calls just committed, each in one statement that holds its queue row
-        for microseconds, before the caller is answered: the clerk's next call sees the streak."""
-        try:
-            with self._autocommit.connect() as conn:
-                for call in sorted(calls):
-                    conn.execute(self._BUMP_STREAK_ASYNC, self._streak_params(*call))
-        except Exception:  # the calls are committed and announced; a streak is not worth failing them
-            log.exception("priority streak update failed for %s", calls)
 
     def call_next(self, hall_id: str, window: str, clerk: str | None = None, actor: str | None = None) -> TicketView | None:
         hall = self.hall(hall_id)
@@ -1039,7 +1070,13 @@ class QueueService:
                 if not cands:
                     return None
                 ranked = routing.rank(window, queues, cands, policies, streaks, now.timestamp(), wcfg.order)
-                for c in ranked:
+                if self.db.is_postgres:  # the first of them no other window has or is claiming, in one round trip
+                    t = self._claim_first(s, hall, [c.ticket_id for c in ranked], ws, now)
+                    if t is not None:
+                        return self._view(hall, self._after_call(s, out, hall, ws, t, now, actor))
+                    contested.update(c.ticket_id for c in ranked)
+                    continue
+                for c in ranked:  # SQLite: one writer, so the first is free; the loop is for safety
                     t = self._claim(s, c.ticket_id, window, ws.clerk, now)
                     if t is not None:
                         return self._view(hall, self._after_call(s, out, hall, ws, t, now, actor))
