@@ -50,7 +50,7 @@ from . import models as m
 from .batching import GroupCommit
 from .config import Hall, HallConfig
 from .config import Queue as QueueConfig
-from .db import Database
+from .db import Database, deferred
 from .errors import BadRequest, Conflict, NotFound
 from .events import (
     Outbox,
@@ -261,7 +261,9 @@ class QueueService:
         keys = sorted({zlib.crc32(f"hall-seq:{r['hall_id']}".encode()) for r in rows})
         bumps = [v for hall_id, queue_id, priority in streaks
                  for v in (hall_id, queue_id, routing.apply_call(0, priority), priority)]
-        sql = ("".join(f"{self._SEQ_LOCK_SQL}; " for _ in keys) + "".join(f"{self._STREAK_SQL}; " for _ in streaks)
+        updates = s.info.pop("deferred", [])  # the window's and tickets' rows, locked since they were read
+        sql = ("".join(f"{u.replace('%', '%%')}; " for u in updates)  # literal already: no placeholders
+               + "".join(f"{self._SEQ_LOCK_SQL}; " for _ in keys) + "".join(f"{self._STREAK_SQL}; " for _ in streaks)
                + self._event_sql(len(rows)) + "; COMMIT")
         place = self._order.begin()
         try:
@@ -269,7 +271,7 @@ class QueueService:
             # the insert and the COMMIT back to back, without waiting for this process between them
             cur = ClientCursor(raw)
             cur.execute(sql, [*keys, *bumps, *params])
-            for _ in range(len(keys) + len(streaks)):
+            for _ in range(len(updates) + len(keys) + len(streaks)):
                 cur.nextset()
             ids = sorted(row[0] for row in cur.fetchall())
         except BaseException:
@@ -729,9 +731,19 @@ class QueueService:
             setattr(obj, k, v)
 
     def _save(self, s: Session) -> None:
+        """Write back the changed columns of tracked objects. On PostgreSQL, when the transaction ends in
+        the one message of ``_commit_events``, the updates go out in that message (``s.info["deferred"]``)."""
         tracked = s.info.pop("tracked", None)
         if not tracked:
             return
+        if self.db.is_postgres and s.info.get("events"):
+            with deferred(s.connection()) as sqls:
+                self._save_tracked(s, tracked)
+            s.info["deferred"] = sqls
+        else:
+            self._save_tracked(s, tracked)
+
+    def _save_tracked(self, s: Session, tracked: list[tuple[object, dict[str, object]]]) -> None:
         conn = s.connection()
         for obj, loaded in tracked:
             changed = {k: v for k, v in ((k, getattr(obj, k)) for k in loaded) if v != loaded[k]}

@@ -172,3 +172,17 @@ def test_priority_tickets_go_first_but_at_most_two_in_a_row(hall: HallClient, cl
         hall.act(window, "start", who=who)
         hall.act(window, "finish", who=who, outcome="instant")
     assert called == ["A003", "A004", "A001", "A005", "A006", "A002"]
+
+
+def test_a_case_number_is_kept_exactly_as_typed(hall: HallClient) -> None:
+    """On PostgreSQL the window's and ticket's updates travel inside the commit's message as literal
+    SQL: quotes, percent signs and placeholders in what a clerk typed must arrive unchanged."""
+    hall.issue(queue="biz")
+    hall.act("1", "sign-in")
+    hall.act("1", "call-next")
+    hall.act("1", "start")
+    typed = "浙'市监%s-50%%; DROP\\x"
+    assert hall.act("1", "finish", outcome="instant", case_no=typed)["status"] == "finished"
+    with hall.db.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT case_no FROM tickets")).scalar() == typed
+    assert hall.act("1", "call-next")["ticket"] is None  # the window is free again
