@@ -21,6 +21,7 @@ cached WAVs are joined (:mod:`.wav_join`, about a millisecond) instead of synthe
 from __future__ import annotations
 
 import array
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -49,6 +50,11 @@ DEFAULT_RATE = 150  # words per minute as espeak-ng counts them; 200 (pyttsx3's 
 SAMPLE_RATE = 22050  # what pyttsx3's espeak driver writes
 URGENT, AHEAD = 0, 1  # render priorities: a call being announced, work done ahead of time
 JOIN_GAP_S = 0.08  # silence between joined pieces, in place of espeak-ng's own padding
+# A joined sentence ("请A001号" + "到3号窗口办理") is kept while it is in use, then deleted: over
+# months every number of every queue meets every window (15 queues x 999 x 30 windows, ~90 KB each),
+# and joining it again takes a millisecond. Pieces (one per number, one per window) are kept.
+JOINED_KEEP_S = 24 * 3600.0
+PRUNE_EVERY_S = 3600.0
 PAUSE_GAP_S = 0.25  # ... after a piece that ends with a pause mark (",", ".")
 
 
@@ -536,6 +542,8 @@ class Announcer:
         self._chime_path: Path | None = None
         self._chime_problem = ""  # kept so a good call reports degraded, not online
         self._joiner = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"voice-join-{name}")
+        self._joined_lock = threading.Lock()  # a joined WAV is not deleted between its reuse and its touch
+        self._next_prune = 0.0
 
     @classmethod
     def from_options(cls, options: dict[str, Any], name: str | None = None) -> "Announcer":
@@ -647,6 +655,10 @@ class Announcer:
         if times < 1:
             raise ValueError(f"repeat must be at least 1, not {times}")
         item = Announcement(str(number), str(window), times, phrase)
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + PRUNE_EVERY_S
+            with contextlib.suppress(RuntimeError):  # stopped
+                self._joiner.submit(self.prune_joined)
         pieces = self.builder.pieces(number, window, queue)
         if pieces is None or len(pieces) == 1:
             text = phrase.spoken if pieces is None else pieces[0].spoken
@@ -665,7 +677,14 @@ class Announcer:
         key = "\x1f".join([*(p.spoken for p in pieces), *(f"{g:g}" for g in gaps)])
         dest = self.cache_dir / ("joined-" + self.renderer.cache_name(key, self.voice, self.rate))
         result: Future[Path] = Future()
-        if _cached(dest):  # a recall, or the same ticket called again
+        with self._joined_lock:
+            reused = _cached(dest)  # a recall, or the same number called to the same window again
+            try:
+                if reused:
+                    os.utime(dest)  # in use: kept by prune_joined
+            except FileNotFoundError:  # deleted meanwhile by another process sharing the cache
+                reused = False
+        if reused:
             self._wav_ready(item, dest)
             result.set_result(dest)
             return result
@@ -686,6 +705,23 @@ class Announcer:
         for f in parts:
             f.add_done_callback(part_done)
         return result
+
+    def prune_joined(self, keep_s: float = JOINED_KEEP_S) -> int:
+        """Delete joined sentences not used for ``keep_s`` seconds (see JOINED_KEEP_S); the number
+        deleted. Runs on the joining thread once an hour while calls are announced."""
+        cutoff = time.time() - keep_s
+        gone = 0
+        for path in self.cache_dir.glob("joined-*.wav"):
+            with self._joined_lock:
+                try:
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        gone += 1
+                except FileNotFoundError:
+                    pass
+        if gone:
+            log.info("%s: deleted %d joined announcement(s) unused for %.0f h", self.name, gone, keep_s / 3600)
+        return gone
 
     def _join(self, item: Announcement, parts: list[Future[Path]], dest: Path, gaps: list[float],
               result: Future[Path]) -> None:

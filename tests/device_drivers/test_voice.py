@@ -287,6 +287,36 @@ def test_a_prepared_call_is_joined_from_cached_pieces_without_synthesising(tmp_p
 
 
 @needs_espeak
+def test_joined_sentences_unused_for_a_day_are_deleted_and_joined_again_when_called(tmp_path: Path) -> None:
+    """A gateway runs for months: every number of every queue meets every window, so joined sentences
+    are deleted a day after their last use (the pieces stay), and a call after that joins it again."""
+    import os
+
+    player = FilePlayer(tmp_path / "out")
+    cache = tmp_path / "cache"
+    ann = Announcer(player=player, cache_dir=cache, gap_s=0, repeat=1, chime=False).start()
+    try:
+        old, fresh = ann.announce("A001", "3"), ann.announce("A002", "3")
+        assert ann.wait_idle(20) and old.error is None and fresh.error is None
+        day_ago = time.time() - 25 * 3600
+        os.utime(old.wav, (day_ago, day_ago))
+        os.utime(fresh.wav, (day_ago, day_ago))
+        recall = ann.announce("A002", "3")  # used again: kept
+        assert ann.wait_idle(20) and recall.wav == fresh.wav
+        pieces = sorted(p.name for p in cache.glob("*.wav") if not p.name.startswith("joined-"))
+        assert ann.prune_joined() == 1
+        assert not old.wav.exists() and fresh.wav.exists()
+        assert sorted(p.name for p in cache.glob("*.wav") if not p.name.startswith("joined-")) == pieces
+        renders = ann.renderer.renders
+        again = ann.announce("A001", "3")
+        assert ann.wait_idle(20) and again.error is None and again.wav == old.wav and old.wav.exists()
+        assert ann.renderer.renders == renders  # joined from the kept pieces, nothing synthesised
+    finally:
+        ann.stop()
+    assert len(_sources(player)) == 4
+
+
+@needs_espeak
 def test_a_template_that_does_not_split_is_still_announced(tmp_path: Path) -> None:
     player = FilePlayer(tmp_path / "out")
     ann = Announcer(player=player, cache_dir=tmp_path, chime=False, gap_s=0, repeat=1,
