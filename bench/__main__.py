@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     ap.add_argument("--server", choices=["werkzeug", "gunicorn", "gevent", "both", "all"], default="both",
                     help="werkzeug = what `hall serve` runs (socketio.run, threaded); "
-                         "gevent = gunicorn -w 1 -k gevent, the production stack (hall_server.wsgi); "
+                         "gevent = gunicorn -w 1 -k gevent_pywsgi, the production stack (hall_server.wsgi); "
                          "gunicorn = gunicorn -w 1 -k gthread --threads N; both = werkzeug + gevent; all = the three")
     ap.add_argument("--threads", type=int, default=32, help="gunicorn threads (default 32)")
     ap.add_argument("--tickets", type=int, help="tickets to issue (default 3000, quick 500)")

@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default=None)
     ap.add_argument("--cycles", type=int)
     ap.add_argument("--server", choices=["gevent", "werkzeug"], default="gevent",
-                    help="gevent = gunicorn -k gevent as in production (default); werkzeug = `hall serve`")
+                    help="gevent = gunicorn -k gevent_pywsgi as in production (default); werkzeug = `hall serve`")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (server log, WAVs) and print it")
     ap.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     args = ap.parse_args(argv)

@@ -120,7 +120,7 @@ def serve(port: int) -> None:
 
 
 def wsgi():  # type: ignore[no-untyped-def]
-    """gunicorn factory (``'bench.screen:wsgi()'``), as hall_server.wsgi under ``-k gevent``."""
+    """gunicorn factory (``'bench.screen:wsgi()'``), as hall_server.wsgi under ``-k gevent_pywsgi``."""
     from hall_server.wsgi import async_mode
 
     return build(async_mode())[0]
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     ap.add_argument("--server", choices=["gevent", "werkzeug"], default="gevent",
-                    help="gevent = gunicorn -k gevent as in production (default); werkzeug = `hall serve`")
+                    help="gevent = gunicorn -k gevent_pywsgi as in production (default); werkzeug = `hall serve`")
     ap.add_argument("--cycles", type=int, default=10, help="calls per window (default 10)")
     ap.add_argument("--period", type=float, default=2.0, help="seconds between a window's calls (default 2)")
     ap.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")

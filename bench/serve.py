@@ -10,7 +10,7 @@ gunicorn, one process with a thread pool (Flask-SocketIO threading mode + simple
 
 gunicorn with gevent (needs ``pip install gevent``; BENCH_ASYNC_MODE=gevent for Flask-SocketIO)::
 
-    BENCH_DB_URL=... BENCH_ASYNC_MODE=gevent gunicorn -w 1 -k gevent -b 127.0.0.1:5055 'bench.serve:wsgi()'
+    BENCH_DB_URL=... BENCH_ASYNC_MODE=gevent gunicorn -w 1 -k gevent_pywsgi -b 127.0.0.1:5055 'bench.serve:wsgi()'
 
 The database must already be prepared (the driver does it, see bench.server.prepare).
 """
