@@ -1002,7 +1002,7 @@ class QueueService:
         """PostgreSQL: the first ticket of ``ranked`` that is still waiting and not being claimed by
         another window, claimed for ``ws`` and seated at it in one statement; None if every one is taken.
         A window losing a race moves on to the next ticket on the server, not in another round trip
-        (50 windows calling at once: one statement each instead of up to 50)."""
+        per ticket tried (many windows calling at once on a few waiting tickets)."""
         row = s.connection().execute(self._statement("claim_first", self._build_claim_first_statement), {
             "b_ids": ranked, "b_hall": hall.id, "b_window": ws.number, "b_clerk": ws.clerk, "b_now": now,
         }).one_or_none()
