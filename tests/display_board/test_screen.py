@@ -91,7 +91,9 @@ def test_after_a_server_outage_the_screen_shows_the_true_state_without_losing_or
     assert page.evaluate("window.__shown") == ["A002", "A003", "A003"]
     assert recent_numbers(page) == ["A003", "A002", "A001"]
     assert "重呼" in page.inner_text("#recent li[data-number=A003]")
-    assert page.inner_text("#queues tr[data-queue=biz] td.n") == "1 人"
+    # the waiting figures come with the queues snapshot, every half second
+    page.wait_for_function("document.querySelector('#queues tr[data-queue=biz] td.n').textContent === '1 人'",
+                           timeout=10_000)
 
 
 def test_the_managers_notice_scrolls_and_survives_a_restart(live_hall: LiveHall, screen_page) -> None:  # type: ignore[no-untyped-def]
