@@ -126,6 +126,21 @@ class SpeechEngine(Protocol):
         """Write ``text`` spoken as a WAV at ``path``; raise RenderError on failure or timeout."""
 
 
+def _quiet_espeak_driver() -> None:
+    """pyttsx3's espeak driver print()s "Audio saved to <file>" to standard output for every WAV, which
+    would fill an operator's terminal or log with a line per rendered phrase: its messages go to our
+    log at DEBUG instead (only that module's print is replaced)."""
+    try:
+        from pyttsx3.drivers import espeak
+    except ImportError:
+        return
+
+    def to_log(*args: object, **_kw: object) -> None:
+        log.debug("pyttsx3: %s", " ".join(str(a) for a in args))
+
+    espeak.print = to_log  # type: ignore[attr-defined]
+
+
 class Pyttsx3Engine:
     """pyttsx3's engine, used so that its espeak driver's races cannot bite.
 
@@ -143,6 +158,7 @@ class Pyttsx3Engine:
         import pyttsx3  # imported here so the package imports on a machine without pyttsx3/espeak-ng
 
         self._engine = pyttsx3.init()  # cached per process by pyttsx3; only the render thread uses it
+        _quiet_espeak_driver()
         self._finished = threading.Event()
         self._completed = False
         self._engine.connect("finished-utterance", self._on_finished)

@@ -402,6 +402,15 @@ def test_wav_is_rendered_22050_mono_and_plausibly_long(renderer: SpeechRenderer,
 
 
 @needs_espeak
+def test_rendering_writes_nothing_to_standard_output(renderer: SpeechRenderer, tmp_path: Path, capfd) -> None:  # type: ignore[no-untyped-def]
+    """pyttsx3's espeak driver prints a line per WAV; a gateway's operator must not see one per call."""
+    before = renderer.renders
+    renderer.render(PhraseBuilder().build("Q123", "7").spoken, cache_dir=tmp_path, timeout=20)
+    assert renderer.renders == before + 1  # really rendered, not from a cache
+    assert "Audio saved" not in capfd.readouterr().out
+
+
+@needs_espeak
 def test_cache_returns_the_same_file_without_rendering_again(renderer: SpeechRenderer, tmp_path: Path) -> None:
     text = PhraseBuilder().build("A002", "5").spoken
     first = renderer.render(text, cache_dir=tmp_path, timeout=20)
