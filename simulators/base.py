@@ -91,9 +91,14 @@ class SimulatorServer:
         with self._lock:
             if self._master is not None:
                 try:
-                    os.write(self._master, data)
+                    written = os.write(self._master, data)
+                except BlockingIOError:
+                    written = 0
                 except OSError:
                     log.debug("%s: pty write failed", self.name, exc_info=True)
+                    written = len(data)
+                if written < len(data):  # nobody reads the line: its bytes are lost, as on a real one
+                    log.debug("%s: pty full, %d byte(s) dropped", self.name, len(data) - written)
             for client in list(self._clients):
                 try:
                     client.sendall(data)
@@ -168,6 +173,9 @@ class SimulatorServer:
         if self._want_pty:
             self._master, self._slave = os.openpty()
             tty.setraw(self._slave)  # no echo, no line discipline: bytes pass unchanged
+            # a write to a pty nobody reads would block once its buffer is full, holding the lock
+            # that stop() needs (a demo stopped after its kiosks hung for minutes)
+            os.set_blocking(self._master, False)
             self.pty_path = os.ttyname(self._slave)
             self._spawn(self._pty_loop, "pty")
         if self._tcp_addr is not None:
