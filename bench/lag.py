@@ -140,9 +140,9 @@ def install_if_asked(app: Any) -> None:
     path = os.environ.get("BENCH_DIAG")
     if not path:
         return
-    from gevent import monkey
+    from hall_server.offload import under_gevent
 
-    if not monkey.is_module_patched("socket"):
+    if not under_gevent():
         raise SystemExit("BENCH_DIAG needs the server under gunicorn's gevent worker (--server gevent)")
     install(app, path)
 

@@ -13,12 +13,18 @@ from typing import Callable, TypeVar
 R = TypeVar("R")
 
 
-def off_the_loop(fn: Callable[..., R], *args: object) -> R:
+def under_gevent() -> bool:
+    """True when gevent has patched the standard library (gunicorn's gevent workers do so before
+    loading the app): every request is then a greenlet on one OS thread."""
     try:
         from gevent import monkey
     except ImportError:
-        return fn(*args)
-    if not monkey.is_module_patched("thread"):
+        return False
+    return monkey.is_module_patched("socket") and monkey.is_module_patched("thread")
+
+
+def off_the_loop(fn: Callable[..., R], *args: object) -> R:
+    if not under_gevent():
         return fn(*args)
     import gevent
 

@@ -133,8 +133,7 @@ class QueueService:
         self._rolled: dict[str, dt.date] = {}
         # estimate inputs change slowly; recomputing them on every ticket was a third of an issue's cost
         self._estimate_cache: dict[tuple[str, ...], tuple[float, object]] = {}
-        self._issue_stmts: _IssueStatements | None = None
-        self._statements: dict[object, object] = {}  # hot-path statements, built once (see _candidates_query)
+        self._statements: dict[object, object] = {}  # hot-path statements, built once (see _statement)
         self._issuer: GroupCommit[_IssueRequest, IssuedTicket] = GroupCommit(self._issue_batch)
 
     ESTIMATE_CACHE_SECONDS = 2.0
@@ -612,15 +611,16 @@ class QueueService:
             hall_id=String, queue_id=String, service_day=Date, last_number=Integer))
 
     def _issue_statements(self) -> "_IssueStatements":
-        if self._issue_stmts is None:
-            tickets, events = m.Ticket.__table__, m.TicketEvent.__table__
-            # many rows in one statement (SQLAlchemy's "insertmanyvalues"); see _insert_many for the order
-            ordered = self.db.is_postgres
-            self._issue_stmts = _IssueStatements(
-                tickets=insert(tickets).returning(tickets.c.id, sort_by_parameter_order=ordered),
-                events=insert(events).returning(events.c.id, sort_by_parameter_order=ordered),
-            )
-        return self._issue_stmts
+        return self._statement("issue", self._build_issue_statements)  # type: ignore[no-any-return]
+
+    def _build_issue_statements(self) -> "_IssueStatements":
+        tickets, events = m.Ticket.__table__, m.TicketEvent.__table__
+        # many rows in one statement (SQLAlchemy's "insertmanyvalues"); see _insert_many for the order
+        ordered = self.db.is_postgres
+        return _IssueStatements(
+            tickets=insert(tickets).returning(tickets.c.id, sort_by_parameter_order=ordered),
+            events=insert(events).returning(events.c.id, sort_by_parameter_order=ordered),
+        )
 
     def _insert_many(self, conn: Connection, stmt: object, rows: list[dict[str, object]]) -> list[int]:
         """Insert rows in one statement and return their ids in the rows' order. PostgreSQL: SQLAlchemy

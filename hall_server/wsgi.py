@@ -35,8 +35,6 @@ def app() -> Any:
 def async_mode() -> str:
     """``gevent`` under gunicorn's gevent worker (it patches the standard library before loading the
     app), else ``threading``."""
-    try:
-        from gevent import monkey
-    except ImportError:
-        return "threading"
-    return "gevent" if monkey.is_module_patched("socket") else "threading"
+    from .offload import under_gevent
+
+    return "gevent" if under_gevent() else "threading"
