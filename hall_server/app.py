@@ -134,7 +134,8 @@ def create_app(
         try:
             with db.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-            return jsonify({"status": "ok", "database": db.engine.dialect.name})
+            # async_mode: how this process serves (gevent under gunicorn's gevent workers, threading otherwise)
+            return jsonify({"status": "ok", "database": db.engine.dialect.name, "async_mode": socketio.async_mode})
         except Exception as exc:  # report, do not crash
             return jsonify({"status": "error", "database": str(exc)[:200]}), 503
 

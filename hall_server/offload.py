@@ -20,7 +20,7 @@ def under_gevent() -> bool:
         from gevent import monkey
     except ImportError:
         return False
-    return monkey.is_module_patched("socket") and monkey.is_module_patched("thread")
+    return monkey.is_module_patched("socket") and monkey.is_module_patched("threading")
 
 
 def off_the_loop(fn: Callable[..., R], *args: object) -> R:

@@ -174,11 +174,15 @@ def test_two_processes_share_events_through_redis(db_url: str, tmp_path: Path) -
 @pytest.mark.parametrize("worker", ["gevent_pywsgi", "gthread"])
 def test_gunicorn_serves_the_api_and_live_events(db_url: str, tmp_path: Path, worker: str) -> None:
     """The production entry (hall_server.wsgi under gunicorn, gevent or gthread worker) prepares the
-    database itself and serves REST and Socket.IO like `hall serve`."""
+    database itself and serves REST and Socket.IO like `hall serve`, in the async mode of its worker
+    (gevent's: every connection a greenlet; threading mode there would run Socket.IO on gevent-patched
+    threads, a combination nobody measured)."""
     srv = ServerProcess(db_url, tmp_path, gunicorn=worker)
     srv.start()
     try:
         assert "首次运行" in srv.log.read_text()  # the first run printed the admin's one-time password
+        health = requests.get(srv.url + "/healthz", timeout=5).json()
+        assert health["async_mode"] == ("gevent" if worker.startswith("gevent") else "threading")
         srv.hall("user", "clerk1", "--password", "clerk-pass-1")
         kiosk = srv.hall("device-token", "t", "kiosk1").strip()
         screen = Listener(srv.url, {"hall": "t"}).connect()
