@@ -78,7 +78,7 @@ def waiting(path: WindowPath, query: WaitingQuery):  # type: ignore[no-untyped-d
     with svc.db.read() as s:
         for qid in served:
             rows = s.scalars(
-                select(T).where(T.hall_id == hall.id, T.queue_id == qid, T.status == TicketStatus.WAITING.value,
+                select(T).where(T.hall_id == hall.id, T.queue_id == qid, m.status_is(T.status, TicketStatus.WAITING.value),
                                 T.target_window.is_(None))
                 .order_by(T.priority.desc(), T.place, T.id).limit(query.limit)).all()
             v = views[qid]
@@ -87,7 +87,7 @@ def waiting(path: WindowPath, query: WaitingQuery):  # type: ignore[no-untyped-d
                                     estimated_wait_seconds=v.estimated_wait_seconds,
                                     next=[_wt(t) for t in rows]))
         sent = s.scalars(
-            select(T).where(T.hall_id == hall.id, T.status == TicketStatus.WAITING.value,
+            select(T).where(T.hall_id == hall.id, m.status_is(T.status, TicketStatus.WAITING.value),
                             T.target_window == path.window)
             .order_by(T.place, T.id).limit(query.limit)).all()
     return WaitingResponse(hall=hall.id, window=path.window, allow_call_specific=hall.allow_call_specific,
@@ -106,7 +106,7 @@ def no_shows(path: WindowPath):  # type: ignore[no-untyped-def]
     T = m.Ticket
     with svc.db.read() as s:
         rows = s.scalars(
-            select(T).where(T.hall_id == hall.id, T.service_day == day, T.status == TicketStatus.NO_SHOW.value,
+            select(T).where(T.hall_id == hall.id, T.service_day == day, m.status_is(T.status, TicketStatus.NO_SHOW.value),
                             or_(T.queue_id.in_(served), T.window == path.window))
             .order_by(T.called_at.desc(), T.id.desc()).limit(30)).all()
         tickets = [svc._view(hall, t) for t in rows]  # the same TicketView the live events carry

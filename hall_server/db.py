@@ -38,7 +38,7 @@ def make_engine(url: str, *, pool_size: int = 20, prepared: bool = True) -> Engi
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=20,
+    engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_recycle=PLAN_LIFETIME,
                            connect_args=_prepared(url) if prepared else {"prepare_threshold": None})
     _ping_when_idle(engine)
     event.listen(engine, "do_execute", _defer_if_asked)
@@ -73,6 +73,9 @@ def _defer_if_asked(cursor, statement, parameters, context) -> bool:  # type: ig
     return True
 
 
+PLAN_LIFETIME = 600  # seconds a PostgreSQL connection, and the plans prepared on it, are kept
+
+
 def _prepared(url: str) -> dict[str, object]:
     """With ``[server] prepared_statements`` (the default) every statement is prepared on a connection
     the first time it runs there and keeps one generic plan. Planning costs more than running the call
@@ -82,7 +85,13 @@ def _prepared(url: str) -> dict[str, object]:
     call planned every statement (docs/benchmarks.md, fourth round). Our statements filter on indexed
     equalities, where a generic plan is the custom one. Behind PgBouncer in transaction mode (before
     1.21) prepared statements must be off: ``prepared_statements = false``. ``options`` given in the
-    database URL are kept."""
+    database URL are kept.
+
+    A generic plan is made from the table statistics of its first run and kept as long as its
+    connection: plans made on a new hall's empty tables would read whole tables once they hold months
+    of history. So connections are replaced after ``PLAN_LIFETIME`` (the pool's recycle time), and
+    values that decide a plan, like ``status = 'waiting'``, are written into the statement
+    (``models.status_is``)."""
     given = str(make_url(url).query.get("options") or "")
     return {"prepare_threshold": 0, "options": f"{given} -c plan_cache_mode=force_generic_plan".strip()}
 

@@ -33,11 +33,13 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    false,
     func,
     insert,
     or_,
     select,
     text,
+    true,
     union_all,
     update,
 )
@@ -321,7 +323,7 @@ class QueueService:
             log.info("%s: new service day %s; waiting tickets carried over", hall.id, day)
             return
         stale = s.scalars(
-            select(m.Ticket).where(m.Ticket.hall_id == hall.id, m.Ticket.status == TicketStatus.WAITING.value,
+            select(m.Ticket).where(m.Ticket.hall_id == hall.id, m.status_is(m.Ticket.status, TicketStatus.WAITING.value),
                                    m.Ticket.service_day < day).with_for_update()
         ).all()
         for t in stale:
@@ -649,7 +651,7 @@ class QueueService:
         rows = s.execute(
             select(m.Ticket.called_at, m.Ticket.finished_at).where(
                 m.Ticket.hall_id == hall.id, m.Ticket.queue_id == queue_id, m.Ticket.service_day == day,
-                m.Ticket.status == TicketStatus.FINISHED.value,
+                m.status_is(m.Ticket.status, TicketStatus.FINISHED.value),
             ).order_by(m.Ticket.finished_at.desc()).limit(20)
         ).all()
         samples = [(f - c).total_seconds() for c, f in rows if c and f]
@@ -685,12 +687,12 @@ class QueueService:
 
         def waiting(*where: object):  # type: ignore[no-untyped-def]
             return (select(func.count()).where(o.hall_id == T.hall_id, o.queue_id == T.queue_id,
-                                               o.status == TicketStatus.WAITING.value, *where)  # type: ignore[arg-type]
+                                               m.status_is(o.status, TicketStatus.WAITING.value), *where)  # type: ignore[arg-type]
                     .correlate(T).scalar_subquery())
 
         before = and_(o.place <= T.place, or_(o.place < T.place, o.id < T.id))
-        ahead = case((T.priority.is_(True), waiting(o.priority.is_(True), before)),
-                     else_=waiting(o.priority.is_(True)) + waiting(o.priority.is_(False), before))
+        ahead = case((T.priority.is_(True), waiting(o.priority == true(), before)),
+                     else_=waiting(o.priority == true()) + waiting(o.priority == false(), before))
         return select(T.id, ahead).where(T.id.in_(bindparam("ids", expanding=True)))
 
     _AHEAD_MANY = _ahead_many()
@@ -970,11 +972,11 @@ class QueueService:
             return select(sub, streak.scalar_subquery().label("streak"))
 
         branches = [
-            first(T.hall_id == hall_id, T.queue_id == q, T.status == TicketStatus.WAITING.value,
-                  T.priority.is_(prio), T.target_window.is_(None), T.eligible_at <= bindparam("now"))
+            first(T.hall_id == hall_id, T.queue_id == q, m.status_is(T.status, TicketStatus.WAITING.value),
+                  T.priority == (true() if prio else false()), T.target_window.is_(None), T.eligible_at <= bindparam("now"))
             for q in queues for prio in (False, True)
         ]
-        branches.append(first(T.hall_id == hall_id, T.status == TicketStatus.WAITING.value,
+        branches.append(first(T.hall_id == hall_id, m.status_is(T.status, TicketStatus.WAITING.value),
                               T.target_window == bindparam("window")))
         return union_all(*branches)
 
@@ -989,10 +991,10 @@ class QueueService:
 
     def _build_claim_statement(self):  # type: ignore[no-untyped-def]
         T = m.Ticket
-        lockable = select(T.id).where(T.id == bindparam("b_id"), T.status == TicketStatus.WAITING.value)
+        lockable = select(T.id).where(T.id == bindparam("b_id"), m.status_is(T.status, TicketStatus.WAITING.value))
         if self.db.is_postgres:
             lockable = lockable.with_for_update(skip_locked=True)
-        return (update(T).where(T.id == lockable.scalar_subquery(), T.status == TicketStatus.WAITING.value)
+        return (update(T).where(T.id == lockable.scalar_subquery(), m.status_is(T.status, TicketStatus.WAITING.value))
                 .values(status=TicketStatus.CALLED.value, window=bindparam("b_window"), clerk=bindparam("b_clerk"),
                         called_at=bindparam("b_now", type_=m.Ticket.called_at.type), recalls=0, target_window=None)
                 .returning(*m.Ticket.__table__.c))
@@ -1248,7 +1250,7 @@ class QueueService:
                 raise Conflict("过号票已过当日有效期，请重新取号 (ticket is from an earlier day)", code="stale_ticket")
             places = list(s.scalars(select(m.Ticket.place).where(
                 m.Ticket.hall_id == hall.id, m.Ticket.queue_id == t.queue_id, m.Ticket.id != t.id,
-                m.Ticket.status == TicketStatus.WAITING.value, m.Ticket.priority.is_(t.priority),
+                m.status_is(m.Ticket.status, TicketStatus.WAITING.value), m.Ticket.priority == (true() if t.priority else false()),
                 m.Ticket.target_window.is_(None))))
             t.place = routing.reactivation_place(places, hall.reactivate_behind, now.timestamp())
             t.window, t.recalls, t.target_window, t.eligible_at = None, 0, None, 0.0
@@ -1338,7 +1340,7 @@ class QueueService:
         hall_id, day = bindparam("hall_id"), bindparam("day")
         return {
             "waiting": select(T.c.queue_id, func.count().label("n"), func.min(T.c.place).label("oldest"))
-            .where(T.c.hall_id == hall_id, T.c.status == TicketStatus.WAITING.value).group_by(T.c.queue_id),
+            .where(T.c.hall_id == hall_id, m.status_is(T.c.status, TicketStatus.WAITING.value)).group_by(T.c.queue_id),
             "issued": select(C.c.queue_id, C.c.last_number).where(C.c.hall_id == hall_id, C.c.service_day == day),
             "last_called": select(T.c.queue_id, T.c.display)
             .where(T.c.hall_id == hall_id, T.c.service_day == day, T.c.called_at.is_not(None))

@@ -221,7 +221,7 @@ def waiting_by_queue(s: Session, hall: Hall, now: dt.datetime) -> dict[str, tupl
     T = m.Ticket
     out = {}
     for r in s.execute(select(T.queue_id, func.count().label("n"), func.min(T.place).label("oldest"))
-                       .where(T.hall_id == hall.id, T.status == TicketStatus.WAITING.value).group_by(T.queue_id)):
+                       .where(T.hall_id == hall.id, m.status_is(T.status, TicketStatus.WAITING.value)).group_by(T.queue_id)):
         out[r.queue_id] = (int(r.n), max(0.0, now.timestamp() - r.oldest) if r.oldest is not None else 0.0)
     return out
 

@@ -2,6 +2,8 @@
 replaced on its next use instead of failing a clerk's request."""
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
@@ -47,6 +49,26 @@ def test_a_busy_connection_is_not_pinged(pg_db: Database, monkeypatch: pytest.Mo
             s.execute(sa.text("SELECT 1"))
     with pg_db.read() as s:
         assert s.execute(sa.text("SELECT 1")).scalar_one() == 1
+
+
+def test_connections_and_their_plans_are_renewed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generic plans live as long as their connection; a connection older than PLAN_LIFETIME is
+    replaced at its next checkout, so plans made on yesterday's statistics do not stay for weeks."""
+    if not pg_available():
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
+    monkeypatch.setattr(dbmod, "PLAN_LIFETIME", 1)
+    db = Database(PG_URL, pool_size=1)
+    try:
+        def backend() -> int:
+            with db.read() as s:
+                return int(s.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+
+        first = backend()
+        assert backend() == first  # within its lifetime the pooled connection is reused
+        time.sleep(1.2)
+        assert backend() != first
+    finally:
+        db.dispose()
 
 
 @pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "pgbouncer"])
