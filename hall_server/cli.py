@@ -9,6 +9,7 @@ import threading
 import time
 
 from .config import ConfigError, HallConfig, load_config
+from .heap import freeze_startup_heap
 
 log = logging.getLogger("hall")
 
@@ -109,6 +110,7 @@ def serve(cfg: HallConfig, host: str | None = None, port: int | None = None) -> 
     app, socketio = _app(cfg)
     _prepare(app)
     start_day_keeper(app)
+    freeze_startup_heap()
     host = host or cfg.server.host
     port = port or cfg.server.port
     log.info("hall server on http://%s:%d (database %s, message queue %s)", host, port,

@@ -17,6 +17,7 @@ _SIM_KINDS = {"led": "led", "window_led": "led", "composite": "composite", "comp
 
 
 def run_gateway(path: str | Path, stop: threading.Event | None = None) -> int:
+    from ..heap import freeze_startup_heap
     from .core import Gateway
 
     cfg = load_gateway_config(path)
@@ -24,6 +25,7 @@ def run_gateway(path: str | Path, stop: threading.Event | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     gw = Gateway(cfg).start()
+    freeze_startup_heap()
     try:
         while not stop.wait(0.5):
             pass
