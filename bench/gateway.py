@@ -37,6 +37,7 @@ from typing import Any
 import requests
 
 from .server import ROOT, fresh_database, free_port, server_command
+from .history import seed_history
 
 WINDOWS = 50
 HALL = "gwbench"
@@ -96,6 +97,7 @@ class Rig:
             s.execute(update(m.User).values(password_hash=hash_password(PASSWORD), must_change_password=False))
         tokens = {d: auth.device_token(HALL, d) for d in ("gw", "kiosk")}
         db.dispose()
+        seed_history(self.url, HALL, [("q", "A")], WINDOWS)
         return tokens
 
     def start_server(self) -> None:

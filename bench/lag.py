@@ -6,6 +6,7 @@ Recorded in the server process, written to the file as JSON when the worker exit
 * per request: its time in the WSGI app and, of that, its time in the database (SQLAlchemy's cursor
   events, plus the one-message commit of event-writing transactions);
 * per statement: how long it took, from send to result, as the request saw it;
+* the garbage collector's pauses, by generation;
 * event-loop stalls: a greenlet wakes every millisecond and a native thread watches its heartbeat;
   when the loop has not come round for ``STALL_MS``, it records the main thread's stack and how much of
   the stall that thread spent on a CPU and waiting for one (``/proc/.../schedstat``).
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import gc
 import json
 import os
 import statistics
@@ -83,6 +85,18 @@ def install(app: Any, path: str) -> None:
     gevent.spawn(heartbeat)
     start_new_thread(watch, ())
 
+    # ---- the garbage collector's pauses (nothing else runs meanwhile) ----
+    collections: list[tuple[float, int, float]] = []  # when, generation, ms
+    gc_t0 = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_t0[0] = time.perf_counter()
+        else:
+            collections.append((gc_t0[0], info["generation"], (time.perf_counter() - gc_t0[0]) * 1000))
+
+    gc.callbacks.append(on_gc)
+
     # ---- time in the database ----
     def count(sql: str, t0: float) -> None:
         took = time.perf_counter() - t0
@@ -130,7 +144,7 @@ def install(app: Any, path: str) -> None:
 
     def dump() -> None:
         with open(path, "w") as f:
-            json.dump({"requests": requests, "stalls": stalls, "statements": statements}, f)
+            json.dump({"requests": requests, "stalls": stalls, "statements": statements, "gc": collections}, f)
 
     atexit.register(dump)
 
@@ -186,6 +200,11 @@ def report(path: str, last_s: float = 0.0, calls: str | None = None) -> str:
     for sql, v in sorted(per_sql.items(), key=lambda kv: -sum(kv[1]))[:12]:
         v.sort()
         out.append(f"  total {sum(v) / 1000:6.2f} s  n={len(v):5}  p50={_p(v, .5):5.2f}  p99={_p(v, .99):6.2f}  {sql}")
+    for gen in (0, 1, 2):
+        v = sorted(ms for t0, g, ms in d.get("gc", []) if g == gen and t0 >= since)
+        if v:
+            out.append(f"garbage collections of generation {gen}: {len(v)}, p50 {_p(v, .5):.2f} ms, "
+                       f"max {v[-1]:.1f} ms, {sum(v):.0f} ms in all")
     stalls = [s for s in d["stalls"] if s[0] >= since]
     out.append(f"event-loop stalls >= {STALL_MS:g} ms: {len(stalls)}; worst "
                f"{sorted(round(s[1], 1) for s in stalls)[-8:]}")

@@ -33,6 +33,7 @@ import requests
 
 from .load import Client, summary_ms
 from .server import ROOT, fresh_database, free_port, server_command
+from .history import seed_history
 
 HALL = "bench"
 WINDOWS = 50
@@ -85,6 +86,7 @@ def prepare(url: str) -> tuple[dict[str, str], str]:
 
     app, _ = create_app(screen_config(url), database_url=url, redis_url="", secret=SECRET)
     prepare_database(app)
+    seed_history(url, HALL, [(q, p) for q, p, _ in QUEUES], WINDOWS)
     auth = app.extensions["hall"]["auth"]
     tokens = {}
     for n in range(1, WINDOWS + 1):
@@ -101,6 +103,7 @@ def build(async_mode: str = "threading"):  # type: ignore[no-untyped-def]
 
     from hall_server.app import create_app
     from hall_server.cli import start_day_keeper
+    from hall_server.heap import freeze_startup_heap
 
     from .lag import install_if_asked
 
@@ -109,6 +112,7 @@ def build(async_mode: str = "threading"):  # type: ignore[no-untyped-def]
     app, socketio = create_app(screen_config(url), database_url=url, redis_url="", secret=SECRET,
                                async_mode=async_mode)
     start_day_keeper(app)
+    freeze_startup_heap()
     install_if_asked(app)
     return app, socketio
 

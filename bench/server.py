@@ -14,7 +14,8 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
-from .config import CLERKS, HALL, KIOSKS, PASSWORD, SECRET, bench_config
+from .config import CLERKS, HALL, KIOSKS, PASSWORD, QUEUES, SECRET, WINDOWS, bench_config
+from .history import seed_history
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -69,6 +70,7 @@ def prepare(url: str) -> Tokens:
 
     app, _ = create_app(bench_config(url), database_url=url, redis_url="", secret=SECRET)
     prepare_database(app)
+    seed_history(url, HALL, [(q, p) for q, p, _ in QUEUES], WINDOWS)
     auth = app.extensions["hall"]["auth"]
     tokens = Tokens()
     for i, clerk in enumerate(CLERKS, start=1):
