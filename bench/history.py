@@ -54,7 +54,7 @@ def seed_history(url: str, hall: str, queues: Sequence[tuple[str, str]], windows
                     window=str(rnd.randint(1, windows)), clerk=None, recalls=0, person_hash=None,
                     person_masked=None, request_id=f"history-{day}-{i}", public_token=f"h{day:%Y%m%d}{i:05d}",
                     note=None, issued_at=issued, called_at=called, started_at=started, finished_at=finished,
-                    closed_at=finished, outcome="即办", case_no=None))
+                    closed_at=finished, outcome="instant", case_no=None))
             ids = conn.execute(sa.insert(m.Ticket).returning(m.Ticket.id, sort_by_parameter_order=True),
                                tickets).scalars().all()
             events = [dict(ticket_id=tid, hall_id=hall, kind=kind, at=t[at], queue_id=t["queue_id"],

@@ -46,17 +46,20 @@ class Ticket(Base):
     __table_args__ = (
         UniqueConstraint("hall_id", "origin_queue_id", "service_day", "number", name="uq_ticket_number"),
         UniqueConstraint("hall_id", "request_id", name="uq_ticket_request"),
-        # a queue's tickets of a day by state, latest finished first: the recent handling times behind
-        # the wait estimates
-        Index("ix_ticket_queue_day", "hall_id", "queue_id", "service_day", "status", "finished_at"),
+        # a queue's finished tickets of a day, latest first: the recent handling times behind the wait
+        # estimates
+        Index("ix_ticket_finished", "hall_id", "queue_id", "service_day", "finished_at",
+              postgresql_where=text("status = 'finished'"), sqlite_where=text("status = 'finished'")),
         # the waiting pool only (a few dozen rows of a day among months of history): call-next's
         # candidates, the people ahead of a ticket, the waiting counts of the boards; used where the
         # query says status = 'waiting' in its text (status_is)
         Index("ix_ticket_waiting_class", "hall_id", "queue_id", "priority", "place", "id",
               postgresql_where=text("status = 'waiting'"), sqlite_where=text("status = 'waiting'")),
         # waiting tickets sent to a particular window (transfers), looked up at each of its calls
+        # (only those: a query of the whole pool must not find this index usable, whatever the statistics)
         Index("ix_ticket_waiting_sent", "hall_id", "target_window", "place", "id",
-              postgresql_where=text("status = 'waiting'"), sqlite_where=text("status = 'waiting'")),
+              postgresql_where=text("status = 'waiting' AND target_window IS NOT NULL"),
+              sqlite_where=text("status = 'waiting' AND target_window IS NOT NULL")),
         Index("ix_ticket_person", "hall_id", "person_hash", "service_day"),
         Index("ix_ticket_day", "hall_id", "service_day"),
     )
