@@ -59,11 +59,18 @@ def test_clerk_calls_with_the_keyboard_sees_the_timer_and_finishes_with_an_outco
     page.wait_for_selector("#finish-dialog[open]")
     page.keyboard.press("2")  # 承诺件
     page.fill("#finish-dialog input[name=case_no]", "JH-2026-0001")
+    finishes: list[str] = []
+    page.on("request", lambda r: finishes.append(r.url) if r.url.endswith("/finish") else None)
+    # a slow line: the finish request leaves 300 ms late, so the second Enter comes while it is on its way
+    page.evaluate("""() => { const f = window.fetch; window.fetch = (u, o) => String(u).endsWith('/finish')
+        ? new Promise((r) => setTimeout(r, 300)).then(() => f(u, o)) : f(u, o); }""")
     page.press("#finish-dialog input[name=case_no]", "Enter")
+    page.press("#finish-dialog input[name=case_no]", "Enter")  # pressed twice: still one request
     page.wait_for_selector("#finish-dialog", state="hidden")
     wait_text(page, "#msg", "A001 已办结（承诺件，办件编号 JH-2026-0001）")
     wait_text(page, "#cur-number", "^—$")
     wait_text(page, "#win-status", "^空闲$")  # the window event may come after the ticket event
+    assert len(finishes) == 1
 
     engine = sa.create_engine(live_hall.db_url)
     with engine.connect() as conn:

@@ -496,10 +496,20 @@ function openDialog(id, { setup, run, digits = "input[type=radio]" }) {
     }
   };
   dlg.addEventListener("keydown", onKey);
+  let sending = false;
   form.onsubmit = async (e) => {
     e.preventDefault();
     if (e.submitter && e.submitter.value === "cancel") return dlg.close();
-    const problem = await run(form, dlg);
+    if (sending) return; // Enter pressed again while the request is on its way: one request only
+    sending = true;
+    document.body.classList.add("busy");
+    let problem;
+    try {
+      problem = await run(form, dlg);
+    } finally {
+      sending = false;
+      document.body.classList.remove("busy");
+    }
     if (problem) $(".dlg-error", dlg).textContent = problem;
     else dlg.close();
   };
