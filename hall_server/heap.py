@@ -14,7 +14,7 @@ def freeze_startup_heap() -> None:
     A full collection walks every tracked object, and while it runs nothing else in the process does:
     under gunicorn's gevent worker that is every request and every live event. In the benchmark the
     server's full collections walked ~170,000 such objects and took 60-90 ms, every 2-3 s under load;
-    with them frozen, 2-8 ms (docs/benchmarks.md, sixth round). Objects made later are collected as
+    with them frozen, 2-11 ms (docs/benchmarks.md, sixth round). Objects made later are collected as
     usual; the frozen ones are freed by reference counting, only cycles among them would stay."""
     gc.collect()
     gc.freeze()
