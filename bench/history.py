@@ -29,6 +29,7 @@ def seed_history(url: str, hall: str, queues: Sequence[tuple[str, str]], windows
     from hall_server import models as m
 
     rnd = random.Random(7)
+    prefix = dict(queues)
     today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()  # the benchmark hall's service day
     engine = sa.create_engine(url)
     total = 0
@@ -36,8 +37,7 @@ def seed_history(url: str, hall: str, queues: Sequence[tuple[str, str]], windows
         for back in range(days, 0, -1):
             day = today - dt.timedelta(days=back)
             opens = dt.datetime.combine(day, dt.time(1, 0), tzinfo=dt.timezone.utc)  # 09:00 in Shanghai
-            numbers = {q: 0 for q, _ in queues}
-            prefix = dict(queues)
+            numbers = {q: 0 for q in prefix}
             tickets = []
             for i in range(per_day):
                 q = queues[i % len(queues)][0]

@@ -102,8 +102,7 @@ def build(async_mode: str = "threading"):  # type: ignore[no-untyped-def]
     import logging
 
     from hall_server.app import create_app
-    from hall_server.cli import start_day_keeper
-    from hall_server.heap import freeze_startup_heap
+    from hall_server.cli import start_serving
 
     from .lag import install_if_asked
 
@@ -111,8 +110,7 @@ def build(async_mode: str = "threading"):  # type: ignore[no-untyped-def]
     url = os.environ["BENCH_DB_URL"]
     app, socketio = create_app(screen_config(url), database_url=url, redis_url="", secret=SECRET,
                                async_mode=async_mode)
-    start_day_keeper(app)
-    freeze_startup_heap()
+    start_serving(app)
     install_if_asked(app)
     return app, socketio
 

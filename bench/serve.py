@@ -50,8 +50,7 @@ def build():  # type: ignore[no-untyped-def]
     if os.environ.get("BENCH_EXPERIMENT") == "sqlite-writer-lock":
         _experiment_sqlite_writer_lock()
     from hall_server.app import create_app
-    from hall_server.cli import start_day_keeper
-    from hall_server.heap import freeze_startup_heap
+    from hall_server.cli import start_serving
 
     from .config import SECRET, bench_config
     from .lag import install_if_asked
@@ -60,8 +59,7 @@ def build():  # type: ignore[no-untyped-def]
     app, socketio = create_app(bench_config(url), database_url=url,
                                redis_url=os.environ.get("BENCH_REDIS_URL", ""), secret=SECRET,
                                async_mode=os.environ.get("BENCH_ASYNC_MODE", "threading"))
-    start_day_keeper(app)  # as `hall serve` does
-    freeze_startup_heap()  # as `hall serve` and hall_server.wsgi do
+    start_serving(app)  # as `hall serve` and hall_server.wsgi do
     install_if_asked(app)
     return app, socketio
 

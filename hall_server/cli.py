@@ -106,11 +106,17 @@ def start_day_keeper(app, interval: float = 30.0) -> threading.Thread:  # type: 
     return t
 
 
+def start_serving(app) -> None:  # type: ignore[no-untyped-def]
+    """What every server process does once its app is built, before the first request: the day
+    keeper runs, and the start-up heap is frozen out of the garbage collector's view (heap.py)."""
+    start_day_keeper(app)
+    freeze_startup_heap()
+
+
 def serve(cfg: HallConfig, host: str | None = None, port: int | None = None) -> None:
     app, socketio = _app(cfg)
     _prepare(app)
-    start_day_keeper(app)
-    freeze_startup_heap()
+    start_serving(app)
     host = host or cfg.server.host
     port = port or cfg.server.port
     log.info("hall server on http://%s:%d (database %s, message queue %s)", host, port,

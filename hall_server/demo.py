@@ -183,7 +183,7 @@ def _start_kiosks(workdir: Path, sims: Any, cfg: HallConfig, kiosk_tokens: dict[
 
 def run_demo(args: argparse.Namespace) -> int:
     from .app import create_app, prepare_database
-    from .cli import start_day_keeper
+    from .cli import start_serving
 
     workdir = Path(args.dir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -228,7 +228,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print("=" * 72, flush=True)
     if not args.quiet_traffic:
         DemoTraffic(base, cfg, kiosks, clerks[:6]).start()
-    start_day_keeper(app)
+    start_serving(app)
     # `kill`, `timeout` and service managers send SIGTERM: stop the gateway, kiosks and simulators too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

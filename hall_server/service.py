@@ -1016,10 +1016,10 @@ class QueueService:
     def _build_claim_first_statement(self):  # type: ignore[no-untyped-def]
         T, W = m.Ticket.__table__, m.WindowState.__table__
         ids, now = bindparam("b_ids", type_=postgresql.ARRAY(BigInteger)), bindparam("b_now", type_=T.c.called_at.type)
-        waiting = TicketStatus.WAITING.value
-        first = (select(T.c.id).where(T.c.id == any_(ids), T.c.status == waiting)
+        waiting = m.status_is(T.c.status, TicketStatus.WAITING.value)
+        first = (select(T.c.id).where(T.c.id == any_(ids), waiting)
                  .order_by(func.array_position(ids, T.c.id)).limit(1).with_for_update(skip_locked=True))
-        claimed = (update(T).where(T.c.id == first.scalar_subquery(), T.c.status == waiting)
+        claimed = (update(T).where(T.c.id == first.scalar_subquery(), waiting)
                    .values(status=TicketStatus.CALLED.value, window=bindparam("b_window"), clerk=bindparam("b_clerk"),
                            called_at=now, recalls=0, target_window=None)
                    .returning(*T.c).cte("claimed"))

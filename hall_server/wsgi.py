@@ -22,15 +22,13 @@ from typing import Any
 def app() -> Any:
     """The application factory gunicorn calls once per worker process."""
     from .app import create_app
-    from .cli import _prepare, config_from, start_day_keeper
-    from .heap import freeze_startup_heap
+    from .cli import _prepare, config_from, start_serving
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = config_from(os.environ.get("HALL_CONFIG") or "hall.toml")
     flask_app, _socketio = create_app(cfg, async_mode=async_mode())
     _prepare(flask_app)  # the schema is current and users are synced; first run prints the admin's password
-    start_day_keeper(flask_app)
-    freeze_startup_heap()
+    start_serving(flask_app)
     return flask_app
 
 
