@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Callable, Literal, Mapping, Sequence, TypeVar
 
 from psycopg import ClientCursor
-from psycopg.types.json import Json
 from sqlalchemy import (
     LABEL_STYLE_TABLENAME_PLUS_COL,
     BigInteger,
@@ -65,6 +64,7 @@ from .events import (
     WindowPayload,
 )
 from .offload import pause
+from .pg_rows import UnnestInsert
 from .publish_order import PublishOrder
 from .rules import estimate, identity, numbering, routing
 from .rules.states import (
@@ -238,12 +238,9 @@ class QueueService:
 
     _SEQ_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
 
-    def _event_sql(self, n: int) -> str:
-        """One INSERT of n events. Its rows take their ids from the sequence in the order of the VALUES
-        list (one statement, one scan of the list), so the sorted ids are the rows' ids."""
-        return self._statement(("events-sql", n), lambda: (  # type: ignore[no-any-return]
-            'INSERT INTO ticket_events (ticket_id, hall_id, kind, at, queue_id, "window", actor, data) VALUES '
-            + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * n) + " RETURNING id"))
+    def _events_insert(self) -> UnnestInsert:
+        return self._statement("events-unnest", lambda: UnnestInsert(  # type: ignore[no-any-return]
+            m.TicketEvent.__table__, ("ticket_id", "hall_id", "kind", "at", "queue_id", "window", "actor", "data")))
 
     def _commit_events(self, s: Session, pending: list[tuple[dict[str, object], TicketEventPayload]],
                        streaks: list[tuple[str, str, bool]]) -> object:
@@ -256,22 +253,21 @@ class QueueService:
         concurrently; ``PublishOrder`` puts their outboxes back in seq order. The session's own commit
         afterwards finds nothing left to do. An error in any statement rolls the whole message back."""
         raw = s.connection().connection.driver_connection
-        rows = [row for row, _ in pending]
-        params = [v for r in rows for v in (r["ticket_id"], r["hall_id"], r["kind"], r["at"], r["queue_id"],
-                                            r["window"], r["actor"], Json(r["data"] or {}))]
+        rows = [{**row, "data": row["data"] or {}} for row, _ in pending]
+        events = self._events_insert()
         keys = sorted({zlib.crc32(f"hall-seq:{r['hall_id']}".encode()) for r in rows})
         bumps = [v for hall_id, queue_id, priority in streaks
                  for v in (hall_id, queue_id, routing.apply_call(0, priority), priority)]
         updates = s.info.pop("deferred", [])  # the window's and tickets' rows, locked since they were read
         sql = ("".join(f"{u.replace('%', '%%')}; " for u in updates)  # literal already: no placeholders
                + "".join(f"{self._SEQ_LOCK_SQL}; " for _ in keys) + "".join(f"{self._STREAK_SQL}; " for _ in streaks)
-               + self._event_sql(len(rows)) + "; COMMIT")
+               + events.sql + "; COMMIT")
         place = self._order.begin()
         try:
             # one simple-query message (client-side binding): the server runs the locks, the upserts,
             # the insert and the COMMIT back to back, without waiting for this process between them
             cur = ClientCursor(raw)
-            cur.execute(sql, [*keys, *bumps, *params])
+            cur.execute(sql, [*keys, *bumps, *events.params(rows)])
             for _ in range(len(updates) + len(keys) + len(streaks)):
                 cur.nextset()
             ids = sorted(row[0] for row in cur.fetchall())
@@ -529,8 +525,8 @@ class QueueService:
                 rows.append({**r.row, "number": number, "display": numbering.format_number(r.queue.prefix, number)})
         if not rows:
             return self._copy_duplicates(reqs, first, outcomes)
-        ids = self._insert_many(conn, self._issue_statements().tickets, rows)
-        ahead = dict(conn.execute(self._AHEAD_MANY, {"ids": ids}).all())
+        ids = self._insert_tickets(conn, rows)
+        ahead = dict(conn.execute(self._ahead_many(), {"ids": ids}).all())
         for tid, row in zip(ids, rows):
             i = first[(row["hall_id"], row["request_id"])]
             r, now = reqs[i], row["issued_at"]
@@ -567,14 +563,24 @@ class QueueService:
     # the two-key form: a key space of its own, apart from the one-key hall-seq locks of _write_events
     _PERSON_LOCK = text("SELECT pg_advisory_xact_lock(1, :k)")
 
-    _KNOWN_REQUESTS = select(m.Ticket.id).where(m.Ticket.hall_id.in_(bindparam("halls", expanding=True)),
-                                                m.Ticket.request_id.in_(bindparam("requests", expanding=True)))
+    def _in_list(self, column, name: str, item_type: type):  # type: ignore[no-untyped-def]
+        """``column IN (:name...)``. On PostgreSQL ``= ANY(:name)`` with one array parameter: an expanded
+        list is a statement text per list length, rendered on every execution and prepared (and planned)
+        once per length and connection; SQLite has no arrays."""
+        if self.db.is_postgres:
+            return column == any_(bindparam(name, type_=postgresql.ARRAY(item_type())))
+        return column.in_(bindparam(name, expanding=True))
+
+    def _known_requests(self):  # type: ignore[no-untyped-def]
+        T = m.Ticket
+        return self._statement("known-requests", lambda: select(T.id).where(
+            self._in_list(T.hall_id, "halls", String), self._in_list(T.request_id, "requests", String)))
 
     def _replays(self, s: Session, reqs: Sequence[_IssueRequest]) -> dict[tuple[str, object], IssuedTicket]:
         """The tickets already issued for these request ids: a retry gets its ticket again, even if a
         limit is reached by now."""
         T = m.Ticket
-        ids = s.connection().execute(self._KNOWN_REQUESTS, {"halls": list({r.hall.id for r in reqs}),
+        ids = s.connection().execute(self._known_requests(), {"halls": list({r.hall.id for r in reqs}),
                                                             "requests": list({r.row["request_id"] for r in reqs})})
         found = [s.get(T, tid) for tid in ids.scalars()]  # usually none: only retries are found
         out = {}
@@ -616,21 +622,29 @@ class QueueService:
         return self._statement("issue", self._build_issue_statements)  # type: ignore[no-any-return]
 
     def _build_issue_statements(self) -> "_IssueStatements":
+        """SQLite's inserts of many rows (PostgreSQL's are ``pg_rows.UnnestInsert``)."""
         tickets, events = m.Ticket.__table__, m.TicketEvent.__table__
-        # many rows in one statement (SQLAlchemy's "insertmanyvalues"); see _insert_many for the order
-        ordered = self.db.is_postgres
-        return _IssueStatements(
-            tickets=insert(tickets).returning(tickets.c.id, sort_by_parameter_order=ordered),
-            events=insert(events).returning(events.c.id, sort_by_parameter_order=ordered),
-        )
+        return _IssueStatements(tickets=insert(tickets).returning(tickets.c.id),
+                                events=insert(events).returning(events.c.id))
 
-    def _insert_many(self, conn: Connection, stmt: object, rows: list[dict[str, object]]) -> list[int]:
-        """Insert rows in one statement and return their ids in the rows' order. PostgreSQL: SQLAlchemy
-        orders RETURNING itself. SQLite: it would fall back to one statement per row, but there one
-        INSERT ... VALUES assigns rowids in the order of its rows (the writer holds the database lock),
-        so the sorted ids are the rows' ids."""
-        ids = conn.execute(stmt, rows).scalars().all()  # type: ignore[call-overload]
-        return list(ids) if self.db.is_postgres else sorted(ids)
+    def _insert_tickets(self, conn: Connection, rows: list[dict[str, object]]) -> list[int]:
+        """The rows' ids, in the rows' order. PostgreSQL: one array per column (``pg_rows``); each id is
+        matched to its row by the hall's request id, which is unique."""
+        if not self.db.is_postgres:
+            return self._insert_many(conn, self._issue_statements().tickets, rows)
+        columns = tuple(rows[0])
+        stmt = self._statement(("tickets-unnest", columns), lambda: UnnestInsert(
+            m.Ticket.__table__, columns, returning=("id", "hall_id", "request_id")))
+        got = {(h, r): tid for tid, h, r in conn.exec_driver_sql(stmt.sql, tuple(stmt.params(rows)))}
+        return [got[(row["hall_id"], row["request_id"])] for row in rows]
+
+    @staticmethod
+    def _insert_many(conn: Connection, stmt: object, rows: list[dict[str, object]]) -> list[int]:
+        """SQLite: insert rows in one statement and return their ids in the rows' order. SQLAlchemy
+        would fall back to one statement per row to order them, but one INSERT ... VALUES assigns
+        rowids in the order of its rows (the writer holds the database lock), so the sorted ids are the
+        rows' ids."""
+        return sorted(conn.execute(stmt, rows).scalars().all())  # type: ignore[call-overload]
 
     def _person_refusal(self, hall: Hall, queue_id: str, per_queue: dict[str, int]) -> Conflict | None:
         """Why one more ticket for this person would break the hall's per-person limits, if it would;
@@ -675,14 +689,16 @@ class QueueService:
     def _estimate_for(self, s: Session, hall: Hall, t: m.Ticket, now: dt.datetime) -> tuple[int, float]:
         if t.status != TicketStatus.WAITING.value:
             return 0, 0.0
-        ahead = s.connection().execute(self._AHEAD_MANY, {"ids": [t.id]}).one()[1]
+        ahead = s.connection().execute(self._ahead_many(), {"ids": [t.id]}).one()[1]
         return ahead, self._wait(s, hall, t.queue_id, t.service_day, ahead)
 
-    @staticmethod
-    def _ahead_many():  # type: ignore[no-untyped-def]
+    def _ahead_many(self):  # type: ignore[no-untyped-def]
+        return self._statement("ahead-many", self._build_ahead_many)
+
+    def _build_ahead_many(self):  # type: ignore[no-untyped-def]
         """(id, people ahead) of the tickets ``ids``: the waiting tickets of the same queue that will be
         called first. A priority ticket waits only behind earlier priority tickets, a normal one behind
-        every priority ticket and the earlier normal ones. Each count is a range of ``ix_ticket_class``."""
+        every priority ticket and the earlier normal ones. Each count is a range of ``ix_ticket_waiting_class``."""
         T, o = m.Ticket, aliased(m.Ticket)
 
         def waiting(*where: object):  # type: ignore[no-untyped-def]
@@ -693,9 +709,7 @@ class QueueService:
         before = and_(o.place <= T.place, or_(o.place < T.place, o.id < T.id))
         ahead = case((T.priority.is_(True), waiting(o.priority == true(), before)),
                      else_=waiting(o.priority == true()) + waiting(o.priority == false(), before))
-        return select(T.id, ahead).where(T.id.in_(bindparam("ids", expanding=True)))
-
-    _AHEAD_MANY = _ahead_many()
+        return select(T.id, ahead).where(self._in_list(T.id, "ids", BigInteger))
 
     def _wait(self, s: Session, hall: Hall, queue_id: str, day: dt.date, ahead: int) -> float:
         handling = self._cached(("handling", hall.id, queue_id, day.isoformat()),
@@ -963,7 +977,7 @@ class QueueService:
     def _build_candidates_query(self, queues: tuple[str, ...], exclude: bool):  # type: ignore[no-untyped-def]
         T, Q = m.Ticket, m.QueueState
         cols = (T.id, T.queue_id, T.place, T.priority, T.eligible_at, T.target_window)
-        skip = (T.id.not_in(bindparam("exclude", expanding=True)),) if exclude else ()
+        skip = (~self._in_list(T.id, "exclude", BigInteger),) if exclude else ()
         hall_id, limit = bindparam("hall_id"), bindparam("limit")
 
         def first(*where: object):  # type: ignore[no-untyped-def]
