@@ -160,6 +160,14 @@ def create_app(
 
     install_rate_limits(app, config.server.public_rate_limit,
                         redis_url if redis_url is not None else config.server.redis_url)
+    if config.server.trusted_proxies:
+        # Behind nginx every request comes from the proxy's address: the public rate limits would
+        # count all citizens booking online as one, and the first 30 a minute would lock out the rest.
+        # Only the entries the trusted proxies appended are believed, so a forged header gains nothing.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = config.server.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     from .web import register_pages
 
     register_pages(app)

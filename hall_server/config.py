@@ -324,6 +324,10 @@ class Server(Strict):
     public_rate_limit: str = Field(
         default="30 per minute; 300 per day",
         description="per client address, on online booking and appointment look-up / cancellation")
+    trusted_proxies: int = Field(
+        default=0, ge=0, le=5,
+        description="reverse proxies in front of the server (nginx: 1) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; 0 ignores those headers, which any client can forge")
 
     @field_validator("public_rate_limit")
     @classmethod

@@ -3,7 +3,8 @@ cancellation (an appointment code plus an ID number must not be guessable by bru
 
 Flask-Limiter, keyed by the client's address. With ``[server] redis_url`` set every server process
 counts in Redis together; without it each process counts in memory. Behind a reverse proxy the client
-address is the proxy's unless the proxy's X-Forwarded-For is trusted (not configured here).
+address is the proxy's unless ``[server] trusted_proxies`` says how many proxies' X-Forwarded-For to
+believe (``app.create_app``).
 """
 from __future__ import annotations
 

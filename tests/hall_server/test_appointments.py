@@ -199,3 +199,30 @@ def test_public_look_ups_are_rate_limited_per_address_but_kiosks_are_not(small_c
             hc.issue(matter="pension")
     finally:
         hc.db.dispose()
+
+
+@pytest.mark.parametrize("trusted", [0, 1])
+def test_behind_a_trusted_proxy_each_citizen_has_their_own_limit(small_config: HallConfig, db_url: str,
+                                                               clock: FakeClock, trusted: int) -> None:
+    """nginx in front: every request comes from the proxy's address. With ``trusted_proxies = 1`` the
+    address it appends to X-Forwarded-For is the client's; without, the header is ignored (a client
+    could forge it) and everyone behind the proxy shares one limit."""
+    cfg = small_config.model_copy(update={"server": small_config.server.model_copy(
+        update={"public_rate_limit": "3 per minute", "trusted_proxies": trusted})})
+    hc = make_client(cfg, db_url, clock)
+
+    def lookup(forwarded_for: str) -> int:
+        return hc.req("POST", "/api/v1/halls/t/appointments/lookup", json={"code": "GUESS001", "id_number": WANG},
+                      headers={"X-Forwarded-For": forwarded_for}, environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code
+
+    try:
+        first = [lookup("203.0.113.7") for _ in range(4)]
+        assert first == [404] * 3 + [429]
+        # another citizen, and the first one forging an address in front of the one the proxy appended
+        other, forged = lookup("198.51.100.9"), lookup("1.2.3.4, 203.0.113.7")
+        if trusted:
+            assert (other, forged) == (404, 429)
+        else:
+            assert (other, forged) == (429, 429)
+    finally:
+        hc.db.dispose()
