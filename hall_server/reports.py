@@ -11,6 +11,7 @@ Definitions (each figure is counted in the period in which its event happened):
 - no-shows: ``no_show`` events; cancelled: ``cancelled`` and ``expired`` events.
 - wait: from the moment a ticket started waiting for this call (issued, transferred on, or
   reactivated) to its ``called`` event; counted at the call, for the calling window and its clerk.
+  An appointment checked in before its slot waits from the slot (``estimate.waiting_since``).
 - handling: from the ``called`` event to the end of that service (finished or transferred on).
 - service level: share of calls whose wait was within the queue's ``target_wait_minutes``.
 - p90: nearest rank (the ceil(0.9 n)-th smallest value).
@@ -31,6 +32,7 @@ from typing import Any, Iterable, Literal
 
 from .config import Hall
 from .offload import pause
+from .rules import estimate
 from .rules import evaluation as erules
 
 Level = Literal["hall", "day", "queue", "window", "clerk"]
@@ -230,7 +232,7 @@ def compute(
             pause()  # let calls through (see load)
         t = ev.ticket_id
         if ev.kind == "issued":
-            wait_start[t] = ev.at
+            wait_start[t] = estimate.waiting_since(ev.at, ev.data)
             if inside(ev.at):
                 for k in keys(ev.queue_id, None, None, ev.at):
                     figs[k].issued = (figs[k].issued or 0) + 1

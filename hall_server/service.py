@@ -539,7 +539,7 @@ class QueueService:
             payload = TicketEventPayload(type="issued", hall=r.hall.id, seq=0, at=now, window=None, ticket=view)
             self._pending_event(s, {"ticket_id": tid, "hall_id": r.hall.id, "kind": "issued", "at": now,
                                     "queue_id": r.queue.id, "window": None, "actor": r.actor,
-                                    "data": {"channel": row["channel"]}}, payload)
+                                    "data": self._issued_data(row)}, payload)
             out.add("ticket", r.hall.id, payload, [f"hall:{r.hall.id}"])
             n = ahead.get(tid, 0)
             outcomes[i] = IssuedTicket(
@@ -549,6 +549,16 @@ class QueueService:
                 service_day=row["service_day"], replayed=False,  # type: ignore[arg-type]
             )
         return self._copy_duplicates(reqs, first, outcomes)
+
+    @staticmethod
+    def _issued_data(row: Mapping[str, object]) -> dict[str, object]:
+        """The ``issued`` event's data: the channel, and for an appointment checked in before its slot
+        the slot, from which its wait is measured (``estimate.waiting_since``)."""
+        data: dict[str, object] = {"channel": row["channel"]}
+        slot = float(row["eligible_at"] or 0.0)  # type: ignore[arg-type]
+        if slot > row["issued_at"].timestamp():  # type: ignore[union-attr]
+            data["wait_from"] = dt.datetime.fromtimestamp(slot, dt.timezone.utc).isoformat()
+        return data
 
     @staticmethod
     def _copy_duplicates(reqs: Sequence[_IssueRequest], first: dict[tuple[str, object], int],

@@ -2,7 +2,8 @@
 
 Definitions (the page says them in Chinese too):
 
-- *wait* of a ticket: from issue to its first call, counted once, in the queue it was called from.
+- *wait* of a ticket: from issue to its first call, counted once, in the queue it was called from;
+  an appointment checked in before its slot waits from the slot (``estimate.waiting_since``).
   *Average wait over the last hour*: mean wait of tickets first called in the last 60 minutes.
 - *service level*: share (%) of the tickets first called today whose wait was within the queue's
   ``target_wait_minutes``.
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from . import models as m
 from .config import Hall
-from .rules import numbering
+from .rules import estimate, numbering
 from .rules.states import WINDOW_LABELS, TicketStatus, window_status
 from .service import QueueService
 
@@ -158,7 +159,7 @@ class DayFold:
     tz: dt.tzinfo
     last_id: int = 0
     count: int = 0
-    issued_at: dict[int, dt.datetime] = field(default_factory=dict)
+    waiting_since: dict[int, dt.datetime] = field(default_factory=dict)  # issued today: since when it waits
     first_called: set[int] = field(default_factory=set)
     current_call: dict[int, tuple[str | None, dt.datetime]] = field(default_factory=dict)
     waits: dict[str, list[tuple[dt.datetime, float]]] = field(default_factory=dict)  # queue -> (call time, wait)
@@ -172,18 +173,19 @@ class DayFold:
     def hour(self, at: dt.datetime) -> int:
         return at.astimezone(self.tz).hour
 
-    def add(self, ev_id: int, ticket_id: int, kind: str, at: dt.datetime, queue: str, window: str | None) -> None:
+    def add(self, ev_id: int, ticket_id: int, kind: str, at: dt.datetime, queue: str, window: str | None,
+            data: dict[str, object] | None = None) -> None:
         self.last_id = max(self.last_id, ev_id)
         self.count += 1
         if kind == "issued":
-            self.issued_at[ticket_id] = at
+            self.waiting_since[ticket_id] = estimate.waiting_since(at, data)
             h = self.hour(at)
             self.arrivals_by_hour[h] = self.arrivals_by_hour.get(h, 0) + 1
         elif kind == "called":
             self.current_call[ticket_id] = (window, at)
             if ticket_id not in self.first_called:
                 self.first_called.add(ticket_id)
-                issued = self.issued_at.get(ticket_id)
+                issued = self.waiting_since.get(ticket_id)
                 if issued is not None:  # tickets carried over from an earlier day are not counted
                     wait = max(0.0, (at - issued).total_seconds())
                     self.waits.setdefault(queue, []).append((at, wait))
@@ -248,7 +250,7 @@ class Stats:
             fold = self._folds.get(hall.id)
             if fold is None or fold.day != day:
                 fold = DayFold(day=day, tz=hall.tz)
-            cols = (E.id, E.ticket_id, E.kind, E.at, E.queue_id, E.window)
+            cols = (E.id, E.ticket_id, E.kind, E.at, E.queue_id, E.window, E.data)
             new = s.execute(select(*cols).where(in_day, E.id > fold.last_id).order_by(E.id)).all()
             total = s.scalar(select(func.count()).select_from(E).where(in_day)) or 0
             if fold.count + len(new) != total:
@@ -258,7 +260,7 @@ class Stats:
                 fold = DayFold(day=day, tz=hall.tz)
                 new = s.execute(select(*cols).where(in_day).order_by(E.id)).all()
             for r in new:
-                fold.add(r.id, r.ticket_id, r.kind, r.at, r.queue_id, r.window)
+                fold.add(r.id, r.ticket_id, r.kind, r.at, r.queue_id, r.window, r.data)
             self._folds[hall.id] = fold
             return fold
 

@@ -12,7 +12,9 @@ With no window open the estimate falls back to one window, so a citizen is never
 """
 from __future__ import annotations
 
+import datetime as dt
 import statistics
+from typing import Any, Mapping
 
 
 def mean_handling(recent_seconds: list[float], default_seconds: float, min_samples: int = 3) -> float:
@@ -55,3 +57,18 @@ def estimate_wait_rate(people_ahead: int, recent_calls: int, span_seconds: float
         return estimate_wait_departures(people_ahead, handling_seconds, windows, free_windows)
     needed = people_ahead + 1 - free_windows
     return max(0, needed) * span_seconds / recent_calls
+
+
+def waiting_since(issued_at: dt.datetime, data: Mapping[str, Any] | None) -> dt.datetime:
+    """When an issued ticket starts waiting, for the measured waits of the dashboard and the reports:
+    its issue time, or, for an appointment checked in before its slot, the slot (``wait_from`` in the
+    ``issued`` event's data). Coming early is the citizen's choice: the hall is measured on how long
+    it kept them past the time it gave them. A late check-in waits from its check-in."""
+    since = (data or {}).get("wait_from")
+    if not since:
+        return issued_at
+    try:
+        slot = dt.datetime.fromisoformat(str(since))
+    except ValueError:
+        return issued_at
+    return max(issued_at, slot) if slot.tzinfo else issued_at

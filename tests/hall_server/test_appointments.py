@@ -226,3 +226,26 @@ def test_behind_a_trusted_proxy_each_citizen_has_their_own_limit(small_config: H
             assert (other, forged) == (429, 429)
     finally:
         hc.db.dispose()
+
+
+def test_an_early_check_in_waits_from_its_slot_on_the_dashboard_and_in_reports(appt_hall: HallClient,
+                                                                                clock: FakeClock) -> None:
+    """Coming early is the citizen's choice: the hall's measured wait for an appointment starts at the
+    slot it gave (or at check-in, when that is later), a walk-in's at its ticket."""
+    hc = appt_hall
+    hc.login("boss")
+    a = book(hc, "2026-11-20T10:30:00+08:00", ZHAXI)
+    clock.advance(minutes=10)  # 10:10, twenty minutes before the slot
+    appt = check_in(hc, code=a["code"])
+    walk_in = hc.issue(matter="pension")
+    clock.advance(minutes=25)  # 10:35: the slot began five minutes ago
+    hc.act("1", "sign-in")
+    for expected in (appt, walk_in):
+        assert hc.act("1", "call-next")["ticket"]["id"] == expected["ticket"]["id"]
+        hc.act("1", "start")
+        hc.act("1", "finish", outcome="instant")
+    soc = {q["id"]: q for q in hc.req("GET", "/api/v1/halls/t/dashboard", "boss").get_json()["queues"]}["soc"]
+    assert soc["avg_wait_last_hour_seconds"] == (5 * 60 + 25 * 60) / 2
+    report = hc.req("GET", "/api/v1/halls/t/reports/daily?day=2026-11-20", "boss").get_json()
+    row = {(r["level"], r["key"]): r for r in report["rows"]}[("queue", "soc")]
+    assert row["wait_mean_min"] == 15.0
