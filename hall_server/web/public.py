@@ -7,7 +7,8 @@
 - ``/book/<hall>``: online booking (预约): matter, date, time slot, ID number; cancellation by code + ID.
 - ``/guide/<hall>``: the guide desk (导服台): a signed-in staff member (any role with tickets:issue)
   issues tickets for citizens without an ID card or needing a priority / green channel, with the
-  reason recorded in the ticket's note.
+  reason recorded in the ticket's note, and prints the slip on the desk PC's printer (the browser's
+  print, an 80 mm slip with the QR code of ``/t/<token>/qr.svg``).
 
 The pages are static; they talk to the REST API (``/api/v1``) like any other client.
 """
@@ -38,6 +39,25 @@ def ticket_page(token: str):  # type: ignore[no-untyped-def]
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["Referrer-Policy"] = "no-referrer"  # the token must not leak to other sites
     resp.headers["X-Robots-Tag"] = "noindex"
+    return resp
+
+
+@public_bp.get("/t/<token>/qr.svg")
+def ticket_qr(token: str):  # type: ignore[no-untyped-def]
+    """The QR code of a ticket's mobile page, as printed on a kiosk slip: for the guide desk's slip."""
+    import qrcode
+    import qrcode.image.svg
+
+    service = current_app.extensions["hall"]["service"]
+    hall_id, _, _, _ = service.ticket_by_token(token)
+    link = f"{service.hall(hall_id).public_base_url.rstrip('/')}/t/{token}"
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=2,
+                         image_factory=qrcode.image.svg.SvgPathImage)
+    code.add_data(link)
+    resp = current_app.make_response(code.make_image().to_string())
+    resp.headers["Content-Type"] = "image/svg+xml"
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Referrer-Policy"] = "no-referrer"
     return resp
 
 

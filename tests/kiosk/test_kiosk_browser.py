@@ -286,6 +286,9 @@ def test_search_by_pinyin_initials_and_a_bundle_with_optional_matters(sqlite_hal
 def test_guide_desk_issues_with_the_reason_recorded(sqlite_hall: Hall, page: Page) -> None:
     hall = sqlite_hall
     hall.proc.hall("user", "guide1", "--password", "guide-pass-001")
+    # the desk PC's print dialog: counted instead of opened
+    page.add_init_script("window.__prints = 0; window.print = () => { window.__prints += 1;"
+                         " window.__qrAtPrint = document.getElementById('r-qr').naturalWidth; };")
     page.goto(f"{hall.url}/guide/k")
     page.get_by_test_id("username").fill("guide1")
     page.get_by_test_id("password").fill("guide-pass-001")
@@ -308,3 +311,42 @@ def test_guide_desk_issues_with_the_reason_recorded(sqlite_hall: Hall, page: Pag
         row = conn.execute(sa.text("SELECT channel, note FROM tickets WHERE id = :id"), {"id": t["id"]}).one()
     engine.dispose()
     assert tuple(row) == ("guide", "未带身份证")
+    assert requests.get(f"{hall.url}/t/no-such-ticket-link-000/qr.svg", timeout=5).status_code == 404
+    check_guide_slip(page, link)
+
+
+def check_guide_slip(page: Page, link: str) -> None:
+    """The slip printed at the guide desk: printed once the QR code is there, the QR code opens the
+    ticket's mobile page, and the printout holds the slip and nothing else of the page."""
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    page.wait_for_function("window.__prints === 1")
+    assert page.evaluate("window.__qrAtPrint") > 0, "printed before the QR code was loaded"
+    shot = Image.open(io.BytesIO(page.get_by_test_id("result-qr").screenshot()))
+    assert [b.text for b in zxingcpp.read_barcodes(shot)] == [link]
+    expect(page.get_by_test_id("result-time")).to_contain_text("取号时间")
+    page.emulate_media(media="print")
+    try:
+        expect(page.get_by_test_id("result-number")).to_be_visible()
+        expect(page.get_by_test_id("result-qr")).to_be_visible()
+        expect(page.get_by_text("请留意大屏及语音叫号")).to_be_visible()
+        for hidden in ("issue", "log", "print", "username"):
+            expect(page.get_by_test_id(hidden)).to_be_hidden()
+    finally:
+        page.emulate_media(media="screen")
+    expect(page.get_by_text("请留意大屏及语音叫号")).to_be_hidden()
+    page.get_by_test_id("print").click()  # a second copy
+    page.wait_for_function("window.__prints === 2")
+    # automatic printing off (remembered by the desk's browser): the next ticket waits for the button
+    page.get_by_test_id("auto-print").uncheck()
+    page.get_by_test_id("reason-pick").select_option("老年人帮办")
+    page.get_by_test_id("issue").click()
+    expect(page.get_by_test_id("result-number")).to_have_text("A002")
+    expect(page.get_by_test_id("result-qr")).to_have_attribute("src", re.compile(r"/qr\.svg$"))
+    assert page.evaluate("window.__prints") == 2
+    page.reload()
+    expect(page.get_by_test_id("auto-print")).not_to_be_checked()
+    assert page.evaluate("window.__prints") == 0  # a fresh page: nothing printed on its own

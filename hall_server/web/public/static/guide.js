@@ -74,7 +74,10 @@ $("issue-btn").addEventListener("click", async () => {
     $("r-number").textContent = r.ticket.number;
     $("r-ahead").textContent = `前面还有 ${r.people_ahead} 人，预计等待约 ${r.estimated_wait_minutes} 分钟`;
     $("r-link").textContent = r.status_url; $("r-link").href = r.status_url;
+    $("r-time").textContent = "取号时间 " + new Date(r.ticket.issued_at).toLocaleString("zh-CN", {hour12: false});
     $("result-card").classList.remove("hidden");
+    await showQr(r.status_url.split("/t/").pop());
+    if ($("auto-print").checked) window.print();
     const pc = cat.priority_classes.find((p) => p.id === r.ticket.priority_class);
     $("log").insertAdjacentHTML("afterbegin", `<tr><td>${new Date().toLocaleTimeString("zh-CN", {hour12: false})}</td><td>${esc(r.ticket.number)}</td>
       <td>${esc(r.ticket.queue_name)}</td><td>${esc(pc ? pc.name : "普通")}</td><td>${esc(reason)}</td></tr>`);
@@ -82,5 +85,18 @@ $("issue-btn").addEventListener("click", async () => {
   } catch (err) { $("issue-error").textContent = err.message; }
   finally { $("issue-btn").disabled = false; }
 });
+
+// The slip goes to the desk PC's printer through the browser's print (public.css: an 80 mm slip,
+// nothing else of the page). The QR code is loaded before printing so that it is on the paper.
+function showQr(ticketToken) {
+  return new Promise((resolve) => {
+    const img = $("r-qr");
+    img.onload = img.onerror = () => resolve();
+    img.src = `/t/${encodeURIComponent(ticketToken)}/qr.svg`;
+  });
+}
+$("auto-print").checked = localStorage.getItem("guide-auto-print") !== "0";
+$("auto-print").addEventListener("change", () => localStorage.setItem("guide-auto-print", $("auto-print").checked ? "1" : "0"));
+$("print-btn").addEventListener("click", () => window.print());
 
 if (token) start().catch(signOut);
