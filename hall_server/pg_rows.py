@@ -4,14 +4,14 @@
 ``VALUES`` list (SQLAlchemy's "insertmanyvalues") has a text of its own for every number of rows, and
 psycopg caches its parse of a query text only below 4 KB: a batch of 30 tickets was parsed anew on
 every execution, 8 % of the server's CPU when issuing (docs/benchmarks.md, seventh round). This text is
-parsed once and, like every statement here, prepared once per connection.
+parsed once and, like every statement here, prepared once per connection. Used for an issue batch's
+tickets; a transaction's one or two events stay a VALUES list in its commit message (``service``).
 """
 from __future__ import annotations
 
-import json
 from typing import Mapping, Sequence
 
-from sqlalchemy import JSON, Float, Table
+from sqlalchemy import Float, Table
 from sqlalchemy.dialects import postgresql
 
 
@@ -25,7 +25,6 @@ class UnnestInsert:
         self.columns = tuple(columns)
         types = [table.c[c].type for c in self.columns]
         self._floats = {c for c, t in zip(self.columns, types) if isinstance(t, Float)}
-        self._json = {c for c, t in zip(self.columns, types) if isinstance(t, JSON)}
         names = ", ".join(quote(c) for c in self.columns)
         arrays = ", ".join(f"%s::{t.compile(dialect=dialect)}[]" for t in types)
         aliases = ", ".join(f"c{i}" for i in range(len(self.columns)))
@@ -35,13 +34,11 @@ class UnnestInsert:
 
     def params(self, rows: Sequence[Mapping[str, object]]) -> list[list[object]]:
         """One list per column. A column's list must hold one Python type (psycopg dumps it as one
-        array), so a float column's whole numbers become floats; JSON goes as text, cast by the server."""
+        array), so a float column's whole numbers become floats."""
         out = []
         for c in self.columns:
             values = [r.get(c) for r in rows]
             if c in self._floats:
                 values = [None if v is None else float(v) for v in values]  # type: ignore[arg-type]
-            elif c in self._json:
-                values = [None if v is None else json.dumps(v) for v in values]
             out.append(values)
         return out

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from . import models as m
@@ -250,7 +250,9 @@ class Stats:
             fold = self._folds.get(hall.id)
             if fold is None or fold.day != day:
                 fold = DayFold(day=day, tz=hall.tz)
-            cols = (E.id, E.ticket_id, E.kind, E.at, E.queue_id, E.window, E.data)
+            # data only of issued events (an early appointment's slot): the rest need no JSON parsed
+            cols = (E.id, E.ticket_id, E.kind, E.at, E.queue_id, E.window,
+                    case((E.kind == "issued", E.data)).label("data"))
             new = s.execute(select(*cols).where(in_day, E.id > fold.last_id).order_by(E.id)).all()
             total = s.scalar(select(func.count()).select_from(E).where(in_day)) or 0
             if fold.count + len(new) != total:
