@@ -18,6 +18,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Callable
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -47,8 +48,11 @@ class Slot:
         return max(0, self.capacity - self.booked)
 
 
-@dataclass(frozen=True)
-class AppointmentView:
+class AppointmentView(BaseModel):
+    """An appointment as its holder may see it (the ID number masked); the API adds the slot's label."""
+
+    model_config = ConfigDict(frozen=True)
+
     code: str
     hall: str
     queue: str

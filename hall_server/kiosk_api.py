@@ -150,20 +150,8 @@ class BookBody(BaseModel):
                                    description="a resubmitted form with the same id returns the same booking")
 
 
-class AppointmentOut(BaseModel):
-    code: str
-    hall: str
-    queue: str
-    queue_name: str
-    matter: str | None
-    matter_name: str | None
-    slot_start: dt.datetime
-    slot_end: dt.datetime
+class AppointmentOut(AppointmentView):
     slot_label: str
-    status: str
-    status_label: str
-    person_masked: str
-    ticket_id: int | None
 
 
 class CodeBody(BaseModel):
@@ -187,7 +175,7 @@ def _label(hall: Hall, start: dt.datetime, end: dt.datetime) -> str:
 
 def _appt_out(v: AppointmentView) -> dict[str, Any]:
     hall = service().hall(v.hall)
-    return AppointmentOut(slot_label=_label(hall, v.slot_start, v.slot_end), **v.__dict__).model_dump(mode="json")
+    return AppointmentOut(slot_label=_label(hall, v.slot_start, v.slot_end), **v.model_dump()).model_dump(mode="json")
 
 
 @kiosk_api.get("/halls/<hall>/appointment-slots", tags=[t_appt], responses={200: SlotList, **ERRORS})
