@@ -395,19 +395,30 @@ function tickTimer() {
 setInterval(tickTimer, 1000);
 
 // ---- actions ----------------------------------------------------------------------------------------
-async function act(label, fn) {
-  if (st.busy) return;
+// One action at a time, buttons, keys and dialogs alike: a second press while a request is on its
+// way does nothing (false).
+async function whileBusy(fn) {
+  if (st.busy) return false;
   st.busy = true;
   document.body.classList.add("busy");
   try {
     await fn();
-  } catch (err) {
-    say(`${label}失败：${err.message}`, "error");
   } finally {
     st.busy = false;
     document.body.classList.remove("busy");
-    await refreshWindow();
   }
+  return true;
+}
+
+async function act(label, fn) {
+  const ran = await whileBusy(async () => {
+    try {
+      await fn();
+    } catch (err) {
+      say(`${label}失败：${err.message}`, "error");
+    }
+  });
+  if (ran) await refreshWindow();
 }
 
 const ACTIONS = {
@@ -496,20 +507,11 @@ function openDialog(id, { setup, run, digits = "input[type=radio]" }) {
     }
   };
   dlg.addEventListener("keydown", onKey);
-  let sending = false;
   form.onsubmit = async (e) => {
     e.preventDefault();
     if (e.submitter && e.submitter.value === "cancel") return dlg.close();
-    if (sending) return; // Enter pressed again while the request is on its way: one request only
-    sending = true;
-    document.body.classList.add("busy");
     let problem;
-    try {
-      problem = await run(form, dlg);
-    } finally {
-      sending = false;
-      document.body.classList.remove("busy");
-    }
+    if (!(await whileBusy(async () => { problem = await run(form, dlg); }))) return; // Enter pressed again
     if (problem) $(".dlg-error", dlg).textContent = problem;
     else dlg.close();
   };
