@@ -27,6 +27,7 @@ def seed_history(url: str, hall: str, queues: Sequence[tuple[str, str]], windows
     PostgreSQL, ANALYZE as autovacuum would have (SQLite keeps no statistics unless asked, and the
     hall server never asks). Returns the tickets inserted."""
     from hall_server import models as m
+    from hall_server.rules import numbering
 
     rnd = random.Random(7)
     prefix = dict(queues)
@@ -48,7 +49,7 @@ def seed_history(url: str, hall: str, queues: Sequence[tuple[str, str]], windows
                 finished = started + dt.timedelta(seconds=rnd.randint(60, 900))
                 tickets.append(dict(
                     hall_id=hall, queue_id=q, origin_queue_id=q, service_day=day, number=numbers[q],
-                    display=f"{prefix[q]}{numbers[q]:03d}", status="finished", channel="kiosk",
+                    display=numbering.format_number(prefix[q], numbers[q]), status="finished", channel="kiosk",
                     priority_class=None, priority=False, matter_id=None, bundle_id=None, stage="受理",
                     place=issued.timestamp(), eligible_at=0.0, target_window=None,
                     window=str(rnd.randint(1, windows)), clerk=None, recalls=0, person_hash=None,
