@@ -24,11 +24,12 @@ from .config import HALL, QUEUES
 from .server import ROOT, PgCpu, Server, fresh_database, prepare
 
 
-def python_loop_seconds() -> float:
+def python_loop_seconds(tries: int = 3) -> float:
     """A fixed pure-Python loop, recorded with the results: the CPU time of every request moves with the
-    machine's speed, which varies between sessions on the same machine kind (docs/benchmarks.md)."""
+    machine's speed, which varies between sessions on the same machine kind and, on a shared host, from
+    one minute to the next (docs/benchmarks.md). The best of ``tries`` runs."""
     best = float("inf")
-    for _ in range(3):
+    for _ in range(tries):
         t0, acc = time.perf_counter(), 0
         for i in range(10_000_000):
             acc += i
@@ -119,6 +120,9 @@ def run_one(db: str, stack: str, args: argparse.Namespace, workdir: Path, profil
     tokens = prepare(url)
     queues = [q[0] for q in QUEUES]
     res: dict = {"db": db, "server": stack, "loadavg_before": Path("/proc/loadavg").read_text().split()[0]}
+    # the machine's speed at the start and after each phase: one run's figures are comparable with another's
+    # only if the machine ran at the same speed (on a shared host it swings by half within minutes)
+    res["speed_s"] = [python_loop_seconds(1)]
     if args.workers > 1 and (db == "sqlite" or not args.redis or stack == "werkzeug"):
         raise SystemExit("--workers > 1 needs PostgreSQL, gunicorn and --redis (the processes share events through it)")
     server = Server(stack, url, workdir, threads=args.threads, workers=args.workers)
@@ -141,6 +145,7 @@ def run_one(db: str, stack: str, args: argparse.Namespace, workdir: Path, profil
         if prof is not None:
             res["profile_issue"] = prof.stop()
         res["throughput"] = dataclasses.asdict(tp)
+        res["speed_s"].append(python_loop_seconds(1))
         print(f"  [{db}/{stack}] issue: {tp.tickets} tickets in {tp.seconds:.2f} s = {tp.per_second:.0f}/s "
               f"(p50 {tp.latency_ms.get('p50', 0):.1f} ms, p99 {tp.latency_ms.get('p99', 0):.1f} ms; "
               f"server CPU {tp.server_cpu_s / tp.seconds:.0%} of a core = {1000 * tp.server_cpu_s / max(1, tp.tickets):.2f} ms per ticket, client CPU {tp.client_cpu_s / tp.seconds:.0%}, "
@@ -173,6 +178,9 @@ def run_one(db: str, stack: str, args: argparse.Namespace, workdir: Path, profil
                   f"event p50 {c.event_ms.get('p50', 0):.1f} / p99 {c.event_ms.get('p99', 0):.1f} ms "
                   f"(missing {c.events_missing}, {c.transport}); server CPU {c.server_cpu_s / c.seconds:.0%}, "
                   f"client CPU {c.client_cpu_s / c.seconds:.0%}, PostgreSQL {c.db_cpu_s / c.seconds:.0%}, other processes {c.other_cores:.1f} cores; errors={c.errors}", flush=True)
+    res["speed_s"].append(python_loop_seconds(1))
+    print(f"  [{db}/{stack}] machine speed: 10M Python additions took "
+          + " / ".join(f"{v:.2f}" for v in res["speed_s"]) + " s (start / after issue / after calls)", flush=True)
     res["wall_s"] = time.perf_counter() - t_begin
     return res
 
@@ -188,11 +196,12 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
         f"({args.cycles} cycles/window), paced = one cycle per window every {args.period:g} s ± 20% "
         f"({args.paced_cycles} cycles/window). Event = call-next sent → `ticket`/`called` at a Socket.IO listener. "
         "DB CPU = PostgreSQL processes, in cores (SQLite runs inside the server). Other load = CPU used by "
-        "everything else on the machine (other users' jobs), in cores (issue / saturated calls).",
+        "everything else on the machine (other users' jobs), in cores (issue / saturated calls). Speed = seconds "
+        "for 10M Python additions at the start, after the issue phase and after the calls (lower is faster).",
         "",
         "| DB | server | tickets/s | issue p50 / p99 ms | server / DB CPU (issue) | call-next p50 / p99 ms (saturated) "
-        "| event p50 / p99 ms (saturated) | call-next p50 / p99 ms (paced) | event p50 / p99 ms (paced) | other load (cores) | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| event p50 / p99 ms (saturated) | call-next p50 / p99 ms (paced) | event p50 / p99 ms (paced) | other load (cores) | speed (s) | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         tp, sa, pa = r["throughput"], r["saturated"], r.get("paced")
@@ -206,6 +215,7 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
             + (f"{f(pa['call_next_ms'].get('p50'))} / {f(pa['call_next_ms'].get('p99'))} | "
                f"{f(pa['event_ms'].get('p50'))} / {f(pa['event_ms'].get('p99'))} | " if pa else "– | – | ")
             + f"{tp['other_cores']:.1f} / {sa['other_cores']:.1f} | "
+            + (" / ".join(f"{v:.2f}" for v in r["speed_s"]) if r.get("speed_s") else "–") + " | "
             + (", ".join(f"{k}: {v}" for k, v in errs.items()) or "none")
             + (f"; {miss} events missing" if miss else "") + " |")
     return "\n".join(lines)
