@@ -16,10 +16,10 @@ from sqlalchemy.dialects import postgresql
 
 
 class UnnestInsert:
-    """An INSERT of ``columns`` of ``table``; rows are inserted, and take ids from their sequence, in
-    the order given (``WITH ORDINALITY .. ORDER BY``)."""
+    """An INSERT of ``columns`` of ``table`` answering the ``returning`` columns of each row; rows are
+    inserted, and take ids from their sequence, in the order given (``WITH ORDINALITY .. ORDER BY``)."""
 
-    def __init__(self, table: Table, columns: Sequence[str], returning: Sequence[str] = ("id",)) -> None:
+    def __init__(self, table: Table, columns: Sequence[str], returning: Sequence[str]) -> None:
         dialect = postgresql.dialect()
         quote = dialect.identifier_preparer.quote
         self.columns = tuple(columns)
