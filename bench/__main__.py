@@ -37,6 +37,17 @@ def python_loop_seconds(tries: int = 3) -> float:
     return best
 
 
+def steal_seconds() -> float:
+    """CPU time the hypervisor took from this virtual machine's CPUs since boot (/proc/stat ``steal``):
+    a shared host's other guests, invisible to every other figure here."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def loopback_round_trip_us(n: int = 5000) -> float:
     """A 1-byte TCP ping-pong between two threads over localhost: what every request and every database
     statement pays in system calls and wake-ups, which the Python loop above does not see (in the fourth
@@ -123,6 +134,7 @@ def run_one(db: str, stack: str, args: argparse.Namespace, workdir: Path, profil
     # the machine's speed at the start and after each phase: one run's figures are comparable with another's
     # only if the machine ran at the same speed (on a shared host it swings by half within minutes)
     res["speed_s"] = [python_loop_seconds(1)]
+    steal0 = steal_seconds()
     if args.workers > 1 and (db == "sqlite" or not args.redis or stack == "werkzeug"):
         raise SystemExit("--workers > 1 needs PostgreSQL, gunicorn and --redis (the processes share events through it)")
     server = Server(stack, url, workdir, threads=args.threads, workers=args.workers)
@@ -179,8 +191,10 @@ def run_one(db: str, stack: str, args: argparse.Namespace, workdir: Path, profil
                   f"(missing {c.events_missing}, {c.transport}); server CPU {c.server_cpu_s / c.seconds:.0%}, "
                   f"client CPU {c.client_cpu_s / c.seconds:.0%}, PostgreSQL {c.db_cpu_s / c.seconds:.0%}, other processes {c.other_cores:.1f} cores; errors={c.errors}", flush=True)
     res["speed_s"].append(python_loop_seconds(1))
+    res["steal_s"] = steal_seconds() - steal0
     print(f"  [{db}/{stack}] machine speed: 10M Python additions took "
-          + " / ".join(f"{v:.2f}" for v in res["speed_s"]) + " s (start / after issue / after calls)", flush=True)
+          + " / ".join(f"{v:.2f}" for v in res["speed_s"]) + " s (start / after issue / after calls); "
+          f"the host took {res['steal_s']:.1f} s of CPU from this machine during the run (steal)", flush=True)
     res["wall_s"] = time.perf_counter() - t_begin
     return res
 
@@ -197,11 +211,12 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
         f"({args.paced_cycles} cycles/window). Event = call-next sent → `ticket`/`called` at a Socket.IO listener. "
         "DB CPU = PostgreSQL processes, in cores (SQLite runs inside the server). Other load = CPU used by "
         "everything else on the machine (other users' jobs), in cores (issue / saturated calls). Speed = seconds "
-        "for 10M Python additions at the start, after the issue phase and after the calls (lower is faster).",
+        "for 10M Python additions at the start, after the issue phase and after the calls (lower is faster); "
+        "steal = CPU seconds the hypervisor took from this virtual machine during the run.",
         "",
         "| DB | server | tickets/s | issue p50 / p99 ms | server / DB CPU (issue) | call-next p50 / p99 ms (saturated) "
-        "| event p50 / p99 ms (saturated) | call-next p50 / p99 ms (paced) | event p50 / p99 ms (paced) | other load (cores) | speed (s) | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| event p50 / p99 ms (saturated) | call-next p50 / p99 ms (paced) | event p50 / p99 ms (paced) | other load (cores) | speed (s) | steal (s) | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         tp, sa, pa = r["throughput"], r["saturated"], r.get("paced")
@@ -216,6 +231,7 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
                f"{f(pa['event_ms'].get('p50'))} / {f(pa['event_ms'].get('p99'))} | " if pa else "– | – | ")
             + f"{tp['other_cores']:.1f} / {sa['other_cores']:.1f} | "
             + (" / ".join(f"{v:.2f}" for v in r["speed_s"]) if r.get("speed_s") else "–") + " | "
+            + (f"{r['steal_s']:.1f}" if "steal_s" in r else "–") + " | "
             + (", ".join(f"{k}: {v}" for k, v in errs.items()) or "none")
             + (f"; {miss} events missing" if miss else "") + " |")
     return "\n".join(lines)
