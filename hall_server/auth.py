@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from . import models as m
 from .config import HallConfig
@@ -221,23 +221,30 @@ class Auth:
             self._cache[digest] = (p, time.monotonic() + self.CACHE_SECONDS)
         return p
 
+    # the token and its user in one statement, read as plain rows (no ORM objects): every request whose
+    # token left the cache pays this, so it is built once
+    _T, _U = m.AuthToken.__table__, m.User.__table__
+    _LOAD = (select(_T.c.revoked, _T.c.expires_at, _T.c.hall_id, _T.c.device_id, _T.c.username,
+                    _U.c.active, _U.c.role, _U.c.halls, _U.c.must_change_password)
+             .select_from(_T.outerjoin(_U, _U.c.username == _T.c.username))
+             .where(_T.c.token_hash == bindparam("digest")))
+
     def _load_principal(self, token: str) -> Principal:
         with self.db.read() as s:
-            row = s.get(m.AuthToken, _digest(token))
-            now = self.clock()
-            if row is None or row.revoked or (row.expires_at is not None and row.expires_at < now):
-                raise Unauthorized("登录已失效，请重新登录 (invalid or expired token)", code="bad_token")
-            if row.device_id is not None:
-                assert row.hall_id is not None
-                try:
-                    device = self.config.hall(row.hall_id).device(row.device_id)
-                except KeyError:
-                    raise Unauthorized("设备已不在配置中 (device no longer configured)", code="bad_token") from None
-                return Principal("device", device.id, device.kind, DEVICE_SCOPES[device.kind], (row.hall_id,),
-                                 window=device.window)
-            u = s.get(m.User, row.username)
-            if u is None or not u.active:
-                raise Unauthorized("账号已停用 (account disabled)", code="bad_token")
-            halls = None if u.halls == "*" else tuple(u.halls)
-            return Principal("user", u.username, u.role, ROLE_SCOPES[u.role], halls,
-                             must_change_password=u.must_change_password)
+            row = s.connection().execute(self._LOAD, {"digest": _digest(token)}).one_or_none()
+        now = self.clock()
+        if row is None or row.revoked or (row.expires_at is not None and row.expires_at < now):
+            raise Unauthorized("登录已失效，请重新登录 (invalid or expired token)", code="bad_token")
+        if row.device_id is not None:
+            assert row.hall_id is not None
+            try:
+                device = self.config.hall(row.hall_id).device(row.device_id)
+            except KeyError:
+                raise Unauthorized("设备已不在配置中 (device no longer configured)", code="bad_token") from None
+            return Principal("device", device.id, device.kind, DEVICE_SCOPES[device.kind], (row.hall_id,),
+                             window=device.window)
+        if row.role is None or not row.active:  # no such user any more, or disabled
+            raise Unauthorized("账号已停用 (account disabled)", code="bad_token")
+        halls = None if row.halls == "*" else tuple(row.halls)
+        return Principal("user", row.username, row.role, ROLE_SCOPES[row.role], halls,
+                         must_change_password=row.must_change_password)

@@ -100,3 +100,26 @@ def test_passwords_are_argon2_hashed(hall: HallClient) -> None:
         hashes = [h for (h,) in conn.execute(sa.text("SELECT password_hash FROM users WHERE password_hash IS NOT NULL"))]
     assert hashes and all(h.startswith("$argon2id$") for h in hashes)
     assert not any("correct-horse-1" in h for h in hashes)
+
+
+def test_expired_tokens_and_disabled_accounts_are_401_and_me_tells_who_is_signed_in(hall: HallClient, clock) -> None:  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    from hall_server import models as m
+
+    hall.auth.CACHE_SECONDS = 0  # every request reads its token from the database
+    me = hall.req("GET", "/api/v1/auth/me", "clerk1").get_json()
+    assert (me["kind"], me["name"], me["role"], me["halls"], me["must_change_password"]) == (
+        "user", "clerk1", "clerk", None, False)  # halls "*" in the database: every hall
+    kiosk = hall.req("GET", "/api/v1/auth/me", "kiosk1").get_json()
+    assert (kiosk["kind"], kiosk["name"], kiosk["role"], kiosk["halls"]) == ("device", "kiosk1", "kiosk", ["t"])
+
+    with hall.db.write() as s:
+        s.execute(sa.update(m.User).where(m.User.username == "clerk2").values(active=False))
+    r = hall.req("GET", "/api/v1/auth/me", "clerk2")
+    assert r.status_code == 401 and "账号已停用" in r.get_json()["error"]["message"]
+
+    clock.advance(hours=hall.config.server.token_hours, seconds=1)
+    r = hall.req("GET", "/api/v1/auth/me", "clerk1")
+    assert r.status_code == 401 and "登录已失效" in r.get_json()["error"]["message"]
+    assert hall.req("GET", "/api/v1/auth/me", "kiosk1").status_code == 200  # a device's token does not expire
