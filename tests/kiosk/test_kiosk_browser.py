@@ -4,8 +4,10 @@ from the printer simulator."""
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import re
 import time
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -283,8 +285,12 @@ def test_search_by_pinyin_initials_and_a_bundle_with_optional_matters(sqlite_hal
     assert "一件事：开店一件事" in slip_text(printer) and "选办：印章刻制备案" in slip_text(printer)
 
 
-def test_guide_desk_issues_with_the_reason_recorded(sqlite_hall: Hall, page: Page) -> None:
+def test_guide_desk_issues_with_the_reason_recorded(sqlite_hall: Hall, browser, request) -> None:  # type: ignore[no-untyped-def]
     hall = sqlite_hall
+    # a desk PC whose clock is set to UTC: the slip still shows the hall's (Asia/Shanghai) time
+    desk = browser.new_context(locale="zh-CN", timezone_id="UTC", viewport={"width": 1280, "height": 900})
+    request.addfinalizer(desk.close)
+    page = desk.new_page()
     hall.proc.hall("user", "guide1", "--password", "guide-pass-001")
     # the desk PC's print dialog: counted instead of opened
     page.add_init_script("window.__prints = 0; window.print = () => { window.__prints += 1;"
@@ -311,6 +317,9 @@ def test_guide_desk_issues_with_the_reason_recorded(sqlite_hall: Hall, page: Pag
         row = conn.execute(sa.text("SELECT channel, note FROM tickets WHERE id = :id"), {"id": t["id"]}).one()
     engine.dispose()
     assert tuple(row) == ("guide", "未带身份证")
+    issued = dt.datetime.fromisoformat(t["issued_at"]).astimezone(ZoneInfo("Asia/Shanghai"))
+    expect(page.get_by_test_id("result-time")).to_contain_text(issued.strftime("%H:%M:%S"))
+    expect(page.get_by_test_id("log")).to_contain_text(issued.strftime("%H:%M:%S"))
     assert requests.get(f"{hall.url}/t/no-such-ticket-link-000/qr.svg", timeout=5).status_code == 404
     check_guide_slip(page, link)
 

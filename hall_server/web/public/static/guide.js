@@ -74,12 +74,14 @@ $("issue-btn").addEventListener("click", async () => {
     $("r-number").textContent = r.ticket.number;
     $("r-ahead").textContent = `前面还有 ${r.people_ahead} 人，预计等待约 ${r.estimated_wait_minutes} 分钟`;
     $("r-link").textContent = r.status_url; $("r-link").href = r.status_url;
-    $("r-time").textContent = "取号时间 " + new Date(r.ticket.issued_at).toLocaleString("zh-CN", {hour12: false});
+    // the hall's clock, not the desk PC's: a PC set to another time zone must not misdate the slip
+    const local = {hour12: false, timeZone: cat.hall.timezone};
+    $("r-time").textContent = "取号时间 " + new Date(r.ticket.issued_at).toLocaleString("zh-CN", local);
     $("result-card").classList.remove("hidden");
     await showQr(r.status_url.split("/t/").pop());
     if ($("auto-print").checked) window.print();
     const pc = cat.priority_classes.find((p) => p.id === r.ticket.priority_class);
-    $("log").insertAdjacentHTML("afterbegin", `<tr><td>${new Date().toLocaleTimeString("zh-CN", {hour12: false})}</td><td>${esc(r.ticket.number)}</td>
+    $("log").insertAdjacentHTML("afterbegin", `<tr><td>${new Date(r.ticket.issued_at).toLocaleTimeString("zh-CN", local)}</td><td>${esc(r.ticket.number)}</td>
       <td>${esc(r.ticket.queue_name)}</td><td>${esc(pc ? pc.name : "普通")}</td><td>${esc(reason)}</td></tr>`);
     $("id-number").value = ""; $("reason-text").value = ""; $("reason-pick").value = "";
   } catch (err) { $("issue-error").textContent = err.message; }
