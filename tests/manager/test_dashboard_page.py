@@ -3,9 +3,11 @@ the figures, an alert appears live when a real wait crosses its (3-second) targe
 work (hall notice, pausing a window)."""
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
 from typing import Iterator
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -41,7 +43,11 @@ def login(srv: ServerProcess, user: str, password: str) -> str:
 
 
 @pytest.mark.browser
-def test_manager_sees_figures_and_a_live_alert_and_sets_the_notice(server: ServerProcess, page) -> None:  # type: ignore[no-untyped-def]
+def test_manager_sees_figures_and_a_live_alert_and_sets_the_notice(server: ServerProcess, browser, request) -> None:  # type: ignore[no-untyped-def]
+    # a manager's PC set to UTC: alert times are still shown on the hall's clock (Asia/Shanghai)
+    pc = browser.new_context(locale="zh-CN", timezone_id="UTC", viewport={"width": 1280, "height": 900})
+    request.addfinalizer(pc.close)
+    page = pc.new_page()
     page.goto(f"{server.url}/manager/")
     page.fill("#username", "boss")
     page.fill("#password", "boss-pass-1")
@@ -67,6 +73,11 @@ def test_manager_sees_figures_and_a_live_alert_and_sets_the_notice(server: Serve
     alert.wait_for(timeout=15_000)
     assert "企业开办（A）最长等候已达" in alert.inner_text()
     assert page.inner_text("#alert-count") == "1"
+    boss = login(server, "boss", "boss-pass-1")
+    opened = next(a["opened_at"] for a in api(server, "GET", "/halls/t/alerts", boss)["alerts"]
+                  if a["kind"] == "wait_over_target")
+    local = dt.datetime.fromisoformat(opened).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert alert.locator(".meta").inner_text().startswith(f"{local:%H:%M} 发生")
     page.wait_for_selector(".toast")
     page.wait_for_selector("#queue-table tr[data-queue=biz].over", timeout=20_000)
 

@@ -28,9 +28,11 @@
     const m = Math.floor(sec / 60), s = sec % 60;
     return String(m).padStart(2, "0") + ":" + String(s).padStart(2, "0");
   }
-  function hhmm(iso) {
+  function hhmm(iso) {  // on the hall's clock, whatever the time zone of the manager's PC
     if (!iso) return "";
-    return new Date(iso).toLocaleTimeString("zh-CN", { hour: "2-digit", minute: "2-digit", hour12: false });
+    const timeZone = (state.hallDetail || {}).timezone;
+    return new Date(iso).toLocaleTimeString("zh-CN", { hour: "2-digit", minute: "2-digit", hour12: false,
+                                                      ...(timeZone ? { timeZone } : {}) });
   }
   function pct(v) { return v == null ? "—" : v.toFixed(1) + "%"; }
 
