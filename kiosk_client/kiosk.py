@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from device_drivers.escpos_printer import PaperOut, PrinterError, TicketSlip
 from device_drivers.transport import PortError
@@ -285,6 +286,16 @@ class Kiosk:
             raise KioskError("ticket_void", "本次取号已超时作废，请返回首页重新取号")
         return issued
 
+    def _hall_zone(self) -> ZoneInfo | None:
+        """The hall's time zone (from the catalogue): the slip shows the hall's clock, whatever the kiosk
+        PC's own time zone is set to; the PC's if the catalogue has none."""
+        name = (self.catalogue or {}).get("hall", {}).get("timezone")
+        try:
+            return ZoneInfo(name) if name else None
+        except (ZoneInfoNotFoundError, ValueError):
+            log.warning("unknown hall time zone %r: the slip shows this PC's time", name)
+            return None
+
     def _print_and_confirm(self, issued: dict[str, Any], notes: list[str], void: dict[str, Any]) -> dict[str, Any]:
         t = issued["ticket"]
         prio_label = None
@@ -292,7 +303,7 @@ class Kiosk:
             prio_label = next((p["name"] for p in self.catalogue["priority_classes"]
                                if p["id"] == t["priority_class"]), None)
         hall_name = (self.catalogue or {}).get("hall", {}).get("name", "")
-        issued_at = dt.datetime.fromisoformat(t["issued_at"]).astimezone()
+        issued_at = dt.datetime.fromisoformat(t["issued_at"]).astimezone(self._hall_zone())
         slip = TicketSlip(
             hall_name=hall_name, ticket_number=t["number"], queue_name=t["queue_name"],
             people_ahead=int(issued["people_ahead"]), wait_minutes=int(issued["estimated_wait_minutes"]),

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import os
 import re
 import time
+from typing import Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -38,8 +40,22 @@ def slip_text(printer, index: int = -1) -> str:  # type: ignore[no-untyped-def]
     return printer[0].printed[index].text
 
 
+@pytest.fixture
+def kiosk_pc_in_another_zone() -> Iterator[None]:
+    """The kiosk PC's clock set to another time zone than the hall's (the kiosk runs in this process)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
 def test_matter_card_ticket_slip_and_live_mobile_page(hall: Hall, make_kiosk, reader, printer, page: Page,
-                                                      browser) -> None:  # type: ignore[no-untyped-def]
+                                                      browser, kiosk_pc_in_another_zone) -> None:  # type: ignore[no-untyped-def]
     kiosk = make_kiosk(hall)
     hall.api("POST", "/halls/k/tickets", "clerk1", expect=201,
              json={"request_id": "guide-before-0001", "channel": "guide", "matter": "seal", "note": "未带身份证"})
@@ -67,6 +83,8 @@ def test_matter_card_ticket_slip_and_live_mobile_page(hall: Hall, make_kiosk, re
     assert re.fullmatch(re.escape(hall.url) + r"/t/[A-Za-z0-9_\-]{24}", link)
     public = requests.get(hall.url + "/api/v1" + link[len(hall.url):], timeout=5).json()
     assert public["ticket"]["number"] == "A002" and public["people_ahead"] == 1
+    issued = dt.datetime.fromisoformat(public["ticket"]["issued_at"]).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert f"取号时间：{issued:%Y-%m-%d %H:%M:%S}" in text  # the hall's clock, not the PC's
     assert hall.queues()["biz"]["waiting"] == 2
 
     # scanning the QR code: the mobile page, updated live, alerting when called
