@@ -297,7 +297,11 @@ async function poll() {
   renderCard();
   setTimeout(poll, 500);
 }
-setInterval(() => { $("clock").textContent = new Date().toLocaleTimeString("zh-CN", {hour12: false}); }, 1000);
+// the hall's clock (from the catalogue), whatever the time zone the kiosk PC is set to
+setInterval(() => {
+  const timeZone = catalogue && catalogue.hall.timezone;
+  $("clock").textContent = new Date().toLocaleTimeString("zh-CN", {hour12: false, ...(timeZone ? {timeZone} : {})});
+}, 1000);
 loadCatalogue();
 poll();
 // waiting counts on the tiles: refresh the catalogue while nobody is in the middle of something

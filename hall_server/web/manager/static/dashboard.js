@@ -28,11 +28,13 @@
     const m = Math.floor(sec / 60), s = sec % 60;
     return String(m).padStart(2, "0") + ":" + String(s).padStart(2, "0");
   }
-  function hhmm(iso) {  // on the hall's clock, whatever the time zone of the manager's PC
-    if (!iso) return "";
+  function hallClock() {  // times on the hall's clock, whatever the time zone of the manager's PC
     const timeZone = (state.hallDetail || {}).timezone;
-    return new Date(iso).toLocaleTimeString("zh-CN", { hour: "2-digit", minute: "2-digit", hour12: false,
-                                                      ...(timeZone ? { timeZone } : {}) });
+    return timeZone ? { timeZone } : {};
+  }
+  function hhmm(iso) {
+    if (!iso) return "";
+    return new Date(iso).toLocaleTimeString("zh-CN", { hour: "2-digit", minute: "2-digit", hour12: false, ...hallClock() });
   }
   function pct(v) { return v == null ? "—" : v.toFixed(1) + "%"; }
 
@@ -209,7 +211,7 @@
     $("#t-devices-sub").textContent = dev.available
       ? `正常 ${dev.online} · 故障 ${dev.degraded} · 离线 ${dev.offline} · 未上报 ${dev.unknown}` : "";
     $("#t-devices").parentElement.classList.toggle("bad", dev.faults.length > 0);
-    $("#updated").textContent = "更新于 " + new Date(d.at).toLocaleTimeString("zh-CN", { hour12: false });
+    $("#updated").textContent = "更新于 " + new Date(d.at).toLocaleTimeString("zh-CN", { hour12: false, ...hallClock() });
 
     $("#queue-table tbody").innerHTML = d.queues.map((q) => `
       <tr class="${q.over_target ? "over" : ""}" data-queue="${esc(q.id)}">
