@@ -282,6 +282,18 @@ def test_reader_error_prompts_a_retry(sqlite_hall: Hall, make_kiosk, reader, pag
     assert kiosk.devices.reader_ready()
 
 
+def test_kiosk_clock_shows_the_halls_time_on_a_pc_set_to_utc(sqlite_hall: Hall, make_kiosk, browser, request) -> None:  # type: ignore[no-untyped-def]
+    kiosk = make_kiosk(sqlite_hall)
+    pc = browser.new_context(locale="zh-CN", timezone_id="UTC", viewport={"width": 1080, "height": 1920})
+    request.addfinalizer(pc.close)
+    page = pc.new_page()
+    open_kiosk(page, kiosk)
+    expect(page.locator("#clock")).not_to_be_empty(timeout=5_000)
+    shown = page.locator("#clock").inner_text()[:5]  # HH:MM
+    hall_now = dt.datetime.now(ZoneInfo("Asia/Shanghai"))
+    assert shown in {f"{hall_now - dt.timedelta(minutes=1):%H:%M}", f"{hall_now:%H:%M}"}, shown
+
+
 def test_search_by_pinyin_initials_and_a_bundle_with_optional_matters(sqlite_hall: Hall, make_kiosk, printer,
                                                                       page: Page) -> None:  # type: ignore[no-untyped-def]
     hall = sqlite_hall

@@ -59,6 +59,8 @@ def test_manager_sees_figures_and_a_live_alert_and_sets_the_notice(server: Serve
     # the figures arrive by their own request, which may answer after the live connection is up
     page.wait_for_function("document.querySelector('#t-issued').textContent === '0'", timeout=10_000)
     assert page.inner_text("#no-alerts") == "暂无告警"
+    hall_now = dt.datetime.now(ZoneInfo("Asia/Shanghai"))  # "更新于 HH:MM:SS" on the hall's clock
+    assert page.inner_text("#updated")[4:9] in {f"{hall_now - dt.timedelta(minutes=1):%H:%M}", f"{hall_now:%H:%M}"}
 
     # a citizen takes a 企业开办 number: the figures follow live
     api(server, "POST", "/halls/t/tickets", server.kiosk, queue="biz",  # type: ignore[attr-defined]
