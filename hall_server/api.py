@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 from .auth import ADMIN, CANCEL, ISSUE, MANAGE, OPERATE, READ, REACTIVATE, Auth, Principal
 from .errors import BadRequest, Forbidden
 from .events import SnapshotPayload, TicketView, WindowPayload
-from .service import QueueService
+from .config import Hall
+from .service import IssuedTicket, QueueService
 
 bearer = [{"bearer": []}]
 api = APIBlueprint("api", __name__, url_prefix="/api/v1")
@@ -130,6 +131,14 @@ class IssueResponse(BaseModel):
     status_url: str
     person_masked: str | None
     replayed: bool
+
+    @classmethod
+    def of(cls, hall: Hall, r: IssuedTicket) -> "IssueResponse":
+        """The answer to an issue (or a check-in): the ticket, its place and wait, its mobile page."""
+        return cls(ticket=r.ticket, hall=r.hall, people_ahead=r.people_ahead,
+                   estimated_wait_seconds=r.estimated_wait_seconds,
+                   estimated_wait_minutes=int(round(r.estimated_wait_seconds / 60)),
+                   status_url=hall.ticket_url(r.public_token), person_masked=r.person_masked, replayed=r.replayed)
 
 
 class TicketResponse(BaseModel):
@@ -284,13 +293,8 @@ def issue_ticket(path: HallPath, body: IssueBody):  # type: ignore[no-untyped-de
                   matter=body.matter, bundle=body.bundle, id_number=body.id_number,
                   priority_class=body.priority_class, appointment_at=body.appointment_at, note=body.note,
                   actor=f"{p.kind}:{p.name}")
-    base = svc.hall(path.hall).public_base_url.rstrip("/")
-    return IssueResponse(
-        ticket=r.ticket, hall=r.hall, people_ahead=r.people_ahead,
-        estimated_wait_seconds=r.estimated_wait_seconds,
-        estimated_wait_minutes=int(round(r.estimated_wait_seconds / 60)),
-        status_url=f"{base}/t/{r.public_token}", person_masked=r.person_masked, replayed=r.replayed,
-    ).model_dump_json(), (200 if r.replayed else 201), {"Content-Type": "application/json"}
+    return (IssueResponse.of(svc.hall(path.hall), r).model_dump_json(), (200 if r.replayed else 201),
+            {"Content-Type": "application/json"})
 
 
 @api.get("/halls/<hall>/tickets/<int:ticket_id>", tags=[t_tickets], security=bearer,

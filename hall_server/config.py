@@ -261,6 +261,10 @@ class Hall(Strict):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def ticket_url(self, public_token: str) -> str:
+        """A ticket's mobile page: the link in its QR code and in every issue answer."""
+        return f"{self.public_base_url.rstrip('/')}/t/{public_token}"
+
     def queue(self, queue_id: str) -> Queue:
         for q in self.queues:
             if q.id == queue_id:

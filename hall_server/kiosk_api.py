@@ -208,12 +208,7 @@ def cancel_appointment(path: HallPath, body: CodeBody):  # type: ignore[no-untyp
 
 
 def issue_response(hall_id: str, r: IssuedTicket) -> dict[str, Any]:
-    base = service().hall(hall_id).public_base_url.rstrip("/")
-    return IssueResponse(
-        ticket=r.ticket, hall=r.hall, people_ahead=r.people_ahead, estimated_wait_seconds=r.estimated_wait_seconds,
-        estimated_wait_minutes=int(round(r.estimated_wait_seconds / 60)), status_url=f"{base}/t/{r.public_token}",
-        person_masked=r.person_masked, replayed=r.replayed,
-    ).model_dump(mode="json")
+    return IssueResponse.of(service().hall(hall_id), r).model_dump(mode="json")
 
 
 @kiosk_api.post("/halls/<hall>/appointments/check-in", tags=[t_appt], security=bearer,
