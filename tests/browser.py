@@ -26,9 +26,18 @@ def browser() -> Iterator[object]:
         b.close()
 
 
+def _page(browser, timezone: str):  # type: ignore[no-untyped-def]
+    context = browser.new_context(locale="zh-CN", timezone_id=timezone, viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
 @pytest.fixture
 def page(browser):  # type: ignore[no-untyped-def]
-    context = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    yield pg
-    context.close()
+    yield from _page(browser, "Asia/Shanghai")
+
+
+@pytest.fixture
+def utc_page(browser):  # type: ignore[no-untyped-def]
+    """A page on a PC whose clock is set to UTC, not to the hall's time zone (Asia/Shanghai)."""
+    yield from _page(browser, "UTC")

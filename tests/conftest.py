@@ -64,4 +64,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(f"PostgreSQL is not reachable at {PG_URL}; `make test` should have started it")
 
 
-from tests.browser import browser, page  # noqa: E402,F401  (page tests in every folder)
+from tests.browser import browser, page, utc_page  # noqa: E402,F401  (page tests in every folder)

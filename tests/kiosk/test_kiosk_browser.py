@@ -282,11 +282,9 @@ def test_reader_error_prompts_a_retry(sqlite_hall: Hall, make_kiosk, reader, pag
     assert kiosk.devices.reader_ready()
 
 
-def test_kiosk_clock_shows_the_halls_time_on_a_pc_set_to_utc(sqlite_hall: Hall, make_kiosk, browser, request) -> None:  # type: ignore[no-untyped-def]
+def test_kiosk_clock_shows_the_halls_time_on_a_pc_set_to_utc(sqlite_hall: Hall, make_kiosk, utc_page: Page) -> None:  # type: ignore[no-untyped-def]
     kiosk = make_kiosk(sqlite_hall)
-    pc = browser.new_context(locale="zh-CN", timezone_id="UTC", viewport={"width": 1080, "height": 1920})
-    request.addfinalizer(pc.close)
-    page = pc.new_page()
+    page = utc_page
     open_kiosk(page, kiosk)
     expect(page.locator("#clock")).not_to_be_empty(timeout=5_000)
     shown = page.locator("#clock").inner_text()[:5]  # HH:MM
@@ -315,12 +313,9 @@ def test_search_by_pinyin_initials_and_a_bundle_with_optional_matters(sqlite_hal
     assert "一件事：开店一件事" in slip_text(printer) and "选办：印章刻制备案" in slip_text(printer)
 
 
-def test_guide_desk_issues_with_the_reason_recorded(sqlite_hall: Hall, browser, request) -> None:  # type: ignore[no-untyped-def]
+def test_guide_desk_issues_with_the_reason_recorded(sqlite_hall: Hall, utc_page: Page) -> None:
     hall = sqlite_hall
-    # a desk PC whose clock is set to UTC: the slip still shows the hall's (Asia/Shanghai) time
-    desk = browser.new_context(locale="zh-CN", timezone_id="UTC", viewport={"width": 1280, "height": 900})
-    request.addfinalizer(desk.close)
-    page = desk.new_page()
+    page = utc_page  # a desk PC whose clock is set to UTC: the slip still shows the hall's time
     hall.proc.hall("user", "guide1", "--password", "guide-pass-001")
     # the desk PC's print dialog: counted instead of opened
     page.add_init_script("window.__prints = 0; window.print = () => { window.__prints += 1;"

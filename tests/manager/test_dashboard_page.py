@@ -43,11 +43,8 @@ def login(srv: ServerProcess, user: str, password: str) -> str:
 
 
 @pytest.mark.browser
-def test_manager_sees_figures_and_a_live_alert_and_sets_the_notice(server: ServerProcess, browser, request) -> None:  # type: ignore[no-untyped-def]
-    # a manager's PC set to UTC: alert times are still shown on the hall's clock (Asia/Shanghai)
-    pc = browser.new_context(locale="zh-CN", timezone_id="UTC", viewport={"width": 1280, "height": 900})
-    request.addfinalizer(pc.close)
-    page = pc.new_page()
+def test_manager_sees_figures_and_a_live_alert_and_sets_the_notice(server: ServerProcess, utc_page) -> None:  # type: ignore[no-untyped-def]
+    page = utc_page  # a manager's PC set to UTC: alert times are still shown on the hall's clock
     page.goto(f"{server.url}/manager/")
     page.fill("#username", "boss")
     page.fill("#password", "boss-pass-1")
