@@ -1,0 +1,49 @@
+"""PostgreSQL connections that wait for the server on gevent's own event loop.
+
+Under gevent psycopg cannot use its C wait (it would block every greenlet), so it waits through
+``select.poll``, which gevent replaces with an emulation written in Python: a poll object, a watcher per
+call, a timer for psycopg's 0.1 s wake-up interval and a result object, for every statement. That cost
+about 55 µs of CPU per statement here, a third of a simple statement's whole cost (docs/benchmarks.md,
+ninth round). :class:`GeventConnection` waits instead on one libev watcher for the connection's socket
+through gevent's public ``wait_read``/``wait_write``, which is what the emulation does underneath.
+Waits with a deadline (a cancel, ``notifies(timeout=..)``) keep psycopg's own wait.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import waiting
+from psycopg.waiting import Ready, Wait
+
+
+def gevent_wait(gen: Any, fileno: int, interval: float = 0.0, timeout: float | None = None) -> Any:
+    """Drive one of psycopg's generators to completion, yielding to other greenlets while the socket is
+    not ready; the signature of ``psycopg.waiting.wait``."""
+    if timeout is not None:
+        return waiting.wait_poll(gen, fileno, interval=interval, timeout=timeout)
+    from gevent.socket import wait_read, wait_readwrite, wait_write
+
+    try:
+        s = next(gen)
+        while True:
+            if s == Wait.R:
+                wait_read(fileno)
+                s = gen.send(Ready.R)
+            elif s == Wait.W:
+                wait_write(fileno)
+                s = gen.send(Ready.W)
+            else:
+                # Either direction may be the ready one: psycopg's generators only try a non-blocking
+                # read or write on what is reported, so reporting both is safe.
+                wait_readwrite(fileno)
+                s = gen.send(Ready.RW)
+    except StopIteration as done:
+        return done.value
+
+
+class GeventConnection(psycopg.Connection):  # type: ignore[type-arg]
+    """A psycopg connection whose statements wait with :func:`gevent_wait`."""
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        return gevent_wait(gen, self.pgconn.socket, interval, timeout)
