@@ -16,28 +16,30 @@ import psycopg
 from psycopg import waiting
 from psycopg.waiting import Ready, Wait
 
+_READY = {Wait.R: Ready.R, Wait.W: Ready.W, Wait.RW: Ready.RW}
+
 
 def gevent_wait(gen: Any, fileno: int, interval: float = 0.0, timeout: float | None = None) -> Any:
     """Drive one of psycopg's generators to completion, yielding to other greenlets while the socket is
     not ready; the signature of ``psycopg.waiting.wait``."""
     if timeout is not None:
         return waiting.wait_poll(gen, fileno, interval=interval, timeout=timeout)
-    from gevent.socket import wait_read, wait_readwrite, wait_write
+    from gevent import get_hub
+    from gevent.socket import wait
 
+    loop = get_hub().loop
     try:
         s = next(gen)
         while True:
-            if s == Wait.R:
-                wait_read(fileno)
-                s = gen.send(Ready.R)
-            elif s == Wait.W:
-                wait_write(fileno)
-                s = gen.send(Ready.W)
-            else:
-                # Either direction may be the ready one: psycopg's generators only try a non-blocking
-                # read or write on what is reported, so reporting both is safe.
-                wait_readwrite(fileno)
-                s = gen.send(Ready.RW)
+            # s is Wait.R, W or RW: the same bits as libev's READ (1) and WRITE (2)
+            watcher = loop.io(fileno, int(s))
+            try:
+                wait(watcher)
+            finally:
+                watcher.close()
+            # Either direction may be the ready one after an RW wait: psycopg's generators only try a
+            # non-blocking read or write on what is reported, so reporting both is safe.
+            s = gen.send(_READY[s])
     except StopIteration as done:
         return done.value
 
