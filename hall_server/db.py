@@ -13,8 +13,6 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .offload import under_gevent
-
 
 def make_engine(url: str, *, pool_size: int = 20, prepared: bool = True) -> Engine:
     if url.startswith("sqlite"):
@@ -44,12 +42,6 @@ def make_engine(url: str, *, pool_size: int = 20, prepared: bool = True) -> Engi
                            connect_args=_prepared(url) if prepared else {"prepare_threshold": None})
     _ping_when_idle(engine)
     event.listen(engine, "do_execute", _defer_if_asked)
-    if under_gevent():
-        from .pg_wait import GeventConnection
-
-        @event.listens_for(engine, "do_connect")
-        def _gevent_connect(_dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
-            return GeventConnection.connect(*cargs, **cparams)
     return engine
 
 
