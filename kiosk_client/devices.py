@@ -29,11 +29,12 @@ class Card:
     read_at: float  # monotonic
     seq: int  # increases with every read, so the screen notices a second swipe
 
-    def public(self, elderly_age: int | None) -> dict[str, Any]:
-        """What the screen may show: masked name and number, age band, never the full number."""
+    def public(self, elderly_age: int | None, today: dt.date) -> dict[str, Any]:
+        """What the screen may show: masked name and number, age band (on ``today``, the hall's date),
+        never the full number."""
         try:
             masked = identity.mask_id(self.id_number)
-            age = identity.age_on(self.id_number, dt.date.today())
+            age = identity.age_on(self.id_number, today)
         except identity.InvalidIdNumber:
             masked, age = self.id_number[:4] + "*" * 10 + self.id_number[-4:], None
         return {"name": identity.mask_name(self.name), "id_masked": masked, "seq": self.seq,

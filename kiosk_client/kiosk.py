@@ -18,6 +18,7 @@ unconfirmed list is kept in ``state_dir`` so a restart of the kiosk does not for
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import re
@@ -40,6 +41,26 @@ log = logging.getLogger(__name__)
 TAP_RE = re.compile(r"^[A-Za-z0-9_\-]{8,60}$")
 GO_TO_DESK = "请到导服台取号"
 MSG_SERVER_DOWN = "服务器连接中断，正在重新连接，请稍候再试"
+
+
+def hall_zone(catalogue: dict[str, Any] | None) -> ZoneInfo | None:
+    """The hall's time zone (from the catalogue): the slip and the screen go by the hall's clock, whatever
+    the kiosk PC's own time zone is set to; None (the PC's) if the catalogue has none."""
+    return _zone((catalogue or {}).get("hall", {}).get("timezone"))
+
+
+@functools.lru_cache(maxsize=8)
+def _zone(name: str | None) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name) if name else None
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("unknown hall time zone %r: this PC's time is used", name)  # once per name
+        return None
+
+
+def hall_today(catalogue: dict[str, Any] | None) -> dt.date:
+    """Today in the hall: a citizen's age (the elderly badge) turns on the hall's date, not the PC's."""
+    return dt.datetime.now(hall_zone(catalogue)).date()
 
 
 class KioskError(Exception):
@@ -172,7 +193,7 @@ class Kiosk:
             "reader": self.devices.reader_state(),
             "can_issue": can_issue,
             "notice": notice,
-            "card": card.public(elderly_age) if card else None,
+            "card": card.public(elderly_age, hall_today(self.catalogue)) if card else None,
             "card_error": {"message": err[0], "seq": err[1]} if err else None,
             "catalogue_loaded": self.catalogue is not None,
         }
@@ -286,16 +307,6 @@ class Kiosk:
             raise KioskError("ticket_void", "本次取号已超时作废，请返回首页重新取号")
         return issued
 
-    def _hall_zone(self) -> ZoneInfo | None:
-        """The hall's time zone (from the catalogue): the slip shows the hall's clock, whatever the kiosk
-        PC's own time zone is set to; the PC's if the catalogue has none."""
-        name = (self.catalogue or {}).get("hall", {}).get("timezone")
-        try:
-            return ZoneInfo(name) if name else None
-        except (ZoneInfoNotFoundError, ValueError):
-            log.warning("unknown hall time zone %r: the slip shows this PC's time", name)
-            return None
-
     def _print_and_confirm(self, issued: dict[str, Any], notes: list[str], void: dict[str, Any]) -> dict[str, Any]:
         t = issued["ticket"]
         prio_label = None
@@ -303,7 +314,7 @@ class Kiosk:
             prio_label = next((p["name"] for p in self.catalogue["priority_classes"]
                                if p["id"] == t["priority_class"]), None)
         hall_name = (self.catalogue or {}).get("hall", {}).get("name", "")
-        issued_at = dt.datetime.fromisoformat(t["issued_at"]).astimezone(self._hall_zone())
+        issued_at = dt.datetime.fromisoformat(t["issued_at"]).astimezone(hall_zone(self.catalogue))
         slip = TicketSlip(
             hall_name=hall_name, ticket_number=t["number"], queue_name=t["queue_name"],
             people_ahead=int(issued["people_ahead"]), wait_minutes=int(issued["estimated_wait_minutes"]),
