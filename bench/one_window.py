@@ -12,13 +12,12 @@ these costs colliding (docs/benchmarks.md, ninth round); this tells what one req
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from .config import HALL, QUEUES
-from .load import Client, sign_in_all
+from .load import Client, sign_in_all, summary_ms
 from .server import Server, fresh_database, prepare
 
 ACTIONS = (("call-next", None), ("start", None), ("finish", {"outcome": "instant"}))
@@ -58,15 +57,10 @@ def measure(kind: str, cycles: int, gap_s: float) -> dict[str, tuple[list[float]
                 t1 = time.perf_counter()
                 time.sleep(0.002)
                 cpu1 = _cpu_ns(pid)
-                if cycle >= WARM_UP:
-                    out[action][0].append((t1 - t0) * 1e3)
-                    out[action][1].append((cpu1 - cpu0) / 1e6)
+                if cycle >= WARM_UP:  # seconds
+                    out[action][0].append(t1 - t0)
+                    out[action][1].append((cpu1 - cpu0) / 1e9)
         return out
-
-
-def _p(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
 def main() -> None:
@@ -78,8 +72,9 @@ def main() -> None:
     print("| DB | action | latency p50 / p90 ms | server CPU p50 / p90 ms |\n|---|---|---:|---:|")
     for kind in (["postgres", "sqlite"] if args.db == "both" else [args.db]):
         for action, (lat, cpu) in measure(kind, args.cycles, args.gap / 1000).items():
-            print(f"| {kind} | {action} | {statistics.median(lat):.2f} / {_p(lat, 0.9):.2f} "
-                  f"| {statistics.median(cpu):.2f} / {_p(cpu, 0.9):.2f} |")
+            lat_ms, cpu_ms = summary_ms(lat), summary_ms(cpu)
+            print(f"| {kind} | {action} | {lat_ms['p50']:.2f} / {lat_ms['p90']:.2f} "
+                  f"| {cpu_ms['p50']:.2f} / {cpu_ms['p90']:.2f} |")
 
 
 if __name__ == "__main__":
