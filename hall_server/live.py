@@ -6,12 +6,15 @@ and board), ``hall:<id>:role:manager``. A client connects with ``auth = {"hall":
 event, on every connect and reconnect, followed by any ticket event that committed while the snapshot
 was being sent (events carry ``seq``; a client drops a seq it has already applied).
 
-Events are published by one dispatcher thread per process, in the order their transactions
-committed in this process, so call events reach clients in order. That thread never touches the
-database: ``queues`` payloads, which need a query, are built by a second thread and coalesced to at
-most one per hall every ``QUEUES_INTERVAL`` seconds, so a slow query or a busy connection pool
-delays the waiting figures, never a call. With a Redis message queue configured,
-every process's clients receive every process's events.
+Events are published in the order their transactions committed in this process (``PublishOrder``),
+so call events reach clients in order. Without a message queue the request that committed emits them
+itself and then yields once (``offload.pause``), so the websocket writers put the frames on the wire
+before the request's own HTTP answer: a board shows a call no later than the clerk's console does.
+With a Redis message queue configured, every process's clients receive every process's events, and
+emitting waits on the network: one dispatcher thread per process does it, never a request.
+Publishing never touches the database: ``queues`` payloads, which need a query, are built by a
+separate thread and coalesced to at most one per hall every ``QUEUES_INTERVAL`` seconds, so a slow
+query or a busy connection pool delays the waiting figures, never a call.
 """
 from __future__ import annotations
 
@@ -23,10 +26,12 @@ from typing import Any
 
 from flask import request
 from flask_socketio import SocketIO, join_room
+from socketio import PubSubManager
 
 from .auth import MANAGE, OPERATE, READ, Auth
 from .errors import HallError
 from .events import Outbox
+from .offload import pause
 from .service import QueueService
 
 log = logging.getLogger(__name__)
@@ -38,20 +43,29 @@ class Publisher:
     def __init__(self, socketio: SocketIO, service: QueueService) -> None:
         self.socketio = socketio
         self.service = service
+        # without a message queue emitting only hands frames to this process's websocket writers
+        self.inline = not isinstance(socketio.server.manager, PubSubManager)
         self._q: queue.Queue[Outbox | None] = queue.Queue()
         self._dirty: set[str] = set()
         self._dirty_changed = threading.Condition()
         self._last_queues: dict[str, float] = {}
         self._published = 0  # outboxes handed over after their commit: tells a query it was overtaken
-        self._thread = threading.Thread(target=self._loop, name="live-publisher", daemon=True)
-        self._thread.start()
+        if not self.inline:
+            threading.Thread(target=self._loop, name="live-publisher", daemon=True).start()
         self._queues_thread = threading.Thread(target=self._queues_loop, name="live-queues", daemon=True)
         self._queues_thread.start()
 
     def __call__(self, outbox: Outbox) -> None:
-        if outbox.items or outbox.touched_halls:
-            self._published += 1
+        """Called after the commit, in commit order (``PublishOrder``), by the request that committed."""
+        if not (outbox.items or outbox.touched_halls):
+            return
+        self._published += 1
+        if not self.inline:
             self._q.put(outbox)
+            return
+        self._emit(outbox)
+        if outbox.items:
+            pause()  # the writers send the frames now, before this request's answer
 
     def _loop(self) -> None:
         while not self.service.db.closed:
@@ -59,18 +73,19 @@ class Publisher:
                 item = self._q.get(timeout=QUEUES_INTERVAL)
             except queue.Empty:
                 continue
-            if item is None:
-                continue
-            for name, _hall, payload, rooms in item.items:
-                data = payload.model_dump(mode="json")
-                try:
-                    self.socketio.emit(name, data, to=[*rooms, f"hall:{_hall}:role:manager"])
-                except Exception:  # a broken message queue must not stop the dispatcher
-                    log.exception("could not publish %s", name)
-            if item.touched_halls:
-                with self._dirty_changed:
-                    self._dirty |= item.touched_halls
-                    self._dirty_changed.notify()
+            if item is not None:
+                self._emit(item)
+
+    def _emit(self, item: Outbox) -> None:
+        for name, _hall, payload, rooms in item.items:
+            try:
+                self.socketio.emit(name, payload.model_dump(mode="json"), to=[*rooms, f"hall:{_hall}:role:manager"])
+            except Exception:  # committed already: a broken message queue or payload must not fail the request
+                log.exception("could not publish %s", name)
+        if item.touched_halls:
+            with self._dirty_changed:
+                self._dirty |= item.touched_halls
+                self._dirty_changed.notify()
 
     def _queues_loop(self) -> None:
         while not self.service.db.closed:

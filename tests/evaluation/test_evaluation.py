@@ -30,8 +30,8 @@ _inbox: dict[int, list[dict[str, Any]]] = {}
 
 
 def wait_for(client: Any, name: str, n: int = 1) -> list[dict[str, Any]]:
-    """The first ``n`` not yet taken ``name`` events of a Socket.IO test client (the publisher thread
-    emits after the commit, so they may take a moment)."""
+    """The first ``n`` not yet taken ``name`` events of a Socket.IO test client (emitted after the
+    commit, possibly by another request's thread, so they may take a moment)."""
     import time
 
     box = _inbox.setdefault(id(client), [])

@@ -2,7 +2,10 @@
 reconnects resynchronise, rooms are guarded, and a second process's events arrive through Redis."""
 from __future__ import annotations
 
+import http.client
+import json
 import queue
+import select
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -194,5 +197,92 @@ def test_gunicorn_serves_the_api_and_live_events(db_url: str, tmp_path: Path, wo
         called = api.post("/halls/t/windows/1/call-next", clerk)["ticket"]
         assert screen.calls(1)[0]["ticket"]["id"] == called["id"]
         screen.client.disconnect()
+    finally:
+        srv.stop()
+
+
+class RawBoard:
+    """A board reading the Engine.IO websocket itself, so the test sees what is in its socket."""
+
+    def __init__(self, url: str, hall: str) -> None:
+        import websocket
+
+        self.ws = websocket.create_connection(url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket",
+                                              timeout=10)
+        assert self.ws.recv().startswith("0")  # Engine.IO open
+        self.sock = self.ws.sock
+        self.ws.send('40{"hall": "%s"}' % hall)  # Socket.IO connect to the public room
+
+    def _exactly(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            assert chunk, "the server closed the board's socket"
+            data += chunk
+        return data
+
+    def frame(self) -> str:
+        head = self._exactly(2)  # the server's frames: unmasked, unfragmented text
+        n = head[1] & 0x7F
+        if n >= 126:
+            n = int.from_bytes(self._exactly(2 if n == 126 else 8), "big")
+        return self._exactly(n).decode()
+
+    def calls(self, timeout: float) -> list[int]:
+        """Called ticket ids in the frames that arrive until the socket has been quiet for ``timeout``
+        (0: the frames in the socket now)."""
+        seen = []
+        while select.select([self.sock], [], [], timeout)[0]:
+            text = self.frame()
+            if text == "2":  # Engine.IO ping
+                self.ws.send("3")
+            elif text.startswith("42"):
+                name, data = json.loads(text[2:])
+                if name == "ticket" and data["type"] == "called":
+                    seen.append(data["ticket"]["id"])
+        return seen
+
+
+def test_a_board_has_the_call_before_the_clerk_has_the_answer(db_url: str, tmp_path: Path) -> None:
+    """Production stack: the frame of a call is in a board's socket by the time the first byte of the
+    clerk's HTTP answer arrives, so the board does not lag the console. (Guaranteed for a call whose
+    commit no other commit overlaps: one that does hands its events to that one's request, in seq order,
+    and answers at once.)"""
+    srv = ServerProcess(db_url, tmp_path, gunicorn="gevent_pywsgi")
+    srv.start()
+    try:
+        srv.hall("user", "clerk1", "--password", "clerk-pass-1")
+        kiosk = srv.hall("device-token", "t", "kiosk1").strip()
+        api = Api(srv.url)
+        clerk = api.token("clerk1", "clerk-pass-1")
+        for _ in range(10):
+            api.issue(kiosk)
+        api.post("/halls/t/windows/1/sign-in", clerk)
+        board = RawBoard(srv.url, "t")
+        board.calls(1.0)  # connect answer, snapshot, the issues' events
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        auth = {"Authorization": f"Bearer {clerk}", "Content-Type": "application/json"}
+        for _ in range(8):
+            conn.request("POST", "/api/v1/halls/t/windows/1/call-next", headers=auth)
+            shown: list[int] = []
+            while True:  # what the board has each time either socket wakes us, until the answer starts
+                ready = select.select([conn.sock, board.sock], [], [], 10)[0]
+                assert ready, "no answer within 10 s"
+                if board.sock in ready:
+                    shown += board.calls(0)
+                if conn.sock in ready:
+                    break
+            resp = conn.getresponse()
+            assert resp.status == 200
+            called = json.loads(resp.read())["ticket"]["id"]
+            assert called in shown, f"call {called} was not on the board when the clerk's answer arrived"
+            for action, body in (("start", None), ("finish", '{"outcome": "instant"}')):
+                conn.request("POST", f"/api/v1/halls/t/windows/1/{action}", body=body, headers=auth)
+                done = conn.getresponse()
+                assert done.status == 200, done.read()
+                done.read()
+            board.calls(0.05)
+        board.ws.close()
+        conn.close()
     finally:
         srv.stop()
