@@ -78,6 +78,9 @@ class HallState:
         self.last_seq = 0
         self.base = 0  # seq of the last snapshot: everything up to it is in the snapshot
         self._seen: set[int] = set()
+        # ticket events applied since the last snapshot, by seq: one that arrived before its snapshot
+        # (the client library hands messages over on a thread each) is applied again on top of it
+        self._since_snapshot: dict[int, dict[str, Any]] = {}
         self.announced: dict[str, tuple[int, int]] = {}
         self.synced = False  # a snapshot has been applied since start
         self.hall_name = ""
@@ -97,7 +100,10 @@ class HallState:
         known_before = self.last_seq > 0 or bool(self.announced)
         self.hall_name = snap.get("hall_name", self.hall_name)
         base = int(snap.get("last_seq") or 0)
-        self._seen = {s for s in self._seen if s > base}
+        newer = [e for seq, e in sorted(self._since_snapshot.items()) if seq > base]  # overtook the snapshot
+        self._since_snapshot = {}
+        moved = {str(e.get("window") or e["ticket"].get("window") or "") for e in newer}
+        self._seen = {s for s in self._seen if s > base} - {int(e["seq"]) for e in newer}
         self.base = base
         self.last_seq = base
         self.recent = [(int(ev["seq"]), ev["ticket"]["number"], str(ev.get("window") or ev["ticket"].get("window")))
@@ -111,6 +117,8 @@ class HallState:
             self._set_window(number, wp, base)
             w = self.windows[number]
             w.mark = base
+            if number in moved:
+                continue  # the newer events below decide what this window shows and says
             if w.status == "calling" and w.ticket_id is not None:
                 key = (w.ticket_id, w.recalls)
                 if self.announced.get(number) != key:
@@ -118,6 +126,8 @@ class HallState:
                         queue_name = ((wp.get("ticket") or {}).get("queue_name")) or ""
                         out.append(Announce(w.ticket or "", number, w.recalls > 0, None, queue_name))
                     self.announced[number] = key
+        for e in newer:  # announced when they came, so only what the snapshot changed is said again
+            out += self.apply_ticket(e)
         self.synced = True
         return out
 
@@ -126,6 +136,9 @@ class HallState:
         if seq <= self.base or seq in self._seen:
             return []  # reflected in the snapshot, or applied already
         self._seen.add(seq)
+        self._since_snapshot[seq] = ev
+        if len(self._since_snapshot) > 500:  # a snapshot is never that far behind its events
+            del self._since_snapshot[min(self._since_snapshot)]
         if len(self._seen) > 2000:
             floor = sorted(self._seen)[-1000]
             self._seen = {s for s in self._seen if s >= floor}

@@ -84,3 +84,22 @@ def test_an_older_ticket_event_does_not_move_a_window_back() -> None:
     s.apply_window(win("1", "idle"))
     s.apply_ticket(ev(1, "called", ticket(1, "A001")))  # arrived late (catch-up interleaving)
     assert s.board("1").kind == "idle"
+
+
+def test_a_call_that_overtook_its_snapshot_stays_on_the_board_and_is_said_once() -> None:
+    """The Socket.IO client hands each message to a thread of its own, so a call made just after a
+    reconnect's snapshot was read can be applied before that snapshot."""
+    s = HallState(["1", "2"])
+    a1, a2, a3 = ticket(1, "A001"), ticket(2, "A002"), ticket(3, "A003", window="2")
+    s.apply_snapshot(snap(0, [win("1", "idle"), win("2", "idle")], []))
+    s.apply_ticket(ev(1, "called", a1))
+    # the link drops and comes back; the server reads the snapshot (seq 3: window 1 calls A001, window 2
+    # calls A003, both while we were away), then window 1 calls A002 (seq 4) and that event comes first
+    assert [(c.number, c.window) for c in s.apply_ticket(ev(4, "called", a2))] == [("A002", "1")]
+    out = s.apply_snapshot(snap(3, [win("1", "calling", a1), win("2", "calling", a3)],
+                                [ev(1, "called", a1), ev(3, "called", a3, "2")]))
+    assert [(c.number, c.window) for c in out] == [("A003", "2")]  # not A001 again, not A002 twice
+    assert s.board("1").ticket == "A002" and s.board("2").ticket == "A003"
+    assert s.composite() == [("A002", "1号窗口"), ("A003", "2号窗口"), ("A001", "1号窗口")]
+    assert s.apply_ticket(ev(4, "called", a2)) == []  # the server's catch-up repeats it: dropped
+    assert s.board("1").ticket == "A002"
