@@ -2,7 +2,7 @@
 
 :class:`LiveLink` keeps one Socket.IO connection up by itself (python-socketio reconnects with capped
 exponential backoff once connected; the first connection is retried here the same way) and hands
-every event to a callback in arrival order. :class:`Rest` makes the window actions and reports with a
+every event to a callback in arrival order, from one thread. :class:`Rest` makes the window actions and reports with a
 device token; a request that could not reach the server at all (connection refused or reset before it
 was sent) is retried for a bounded time, since it cannot have taken effect. A request that reached the
 server and timed out is not retried: window actions are not idempotent (a second call-next calls a
@@ -16,10 +16,28 @@ import threading
 import time
 from typing import Any, Callable
 
+import engineio
 import requests
 import socketio
 
 log = logging.getLogger(__name__)
+
+
+class _InOrderEngineIO(engineio.Client):
+    """python-engineio's client hands every received message to a thread of its own, so two messages
+    can reach the handlers in either order: a board could go back to an older window state, or an
+    event be applied before the snapshot it follows. Here each message is handled on the reading
+    thread, one after another, as it arrived. The handlers only queue it (``EventSink``): reading never
+    waits on a device."""
+
+    def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        kwargs["run_async"] = False
+        return super()._trigger_event(event, *args, **kwargs)
+
+
+class _InOrderClient(socketio.Client):
+    def _engineio_client_class(self) -> type[engineio.Client]:
+        return _InOrderEngineIO
 
 EventSink = Callable[[str, Any], None]
 
@@ -103,7 +121,7 @@ class LiveLink:
         self.connected = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.client = socketio.Client(reconnection=True, reconnection_delay=0.5, reconnection_delay_max=5,
+        self.client = _InOrderClient(reconnection=True, reconnection_delay=0.5, reconnection_delay_max=5,
                                       randomization_factor=0.5, logger=False, engineio_logger=False)
         for name_ in events:
             self.client.on(name_, (lambda n: (lambda data=None: sink(n, data)))(name_))

@@ -13,7 +13,7 @@ import pytest
 
 from device_drivers import hallbus as hb
 from simulators.hallbus_sim import HallBusSim
-from tests.gateway.conftest import Api, TcpProxy, wait_until
+from tests.gateway.conftest import HALL, Api, TcpProxy, wait_until
 
 # How long the tests keep the gateway away from the server. The brief's 30 s changes nothing but the
 # number of failed reconnect attempts: the client's backoff is capped at 5 s, so a 6 s outage already
@@ -362,3 +362,30 @@ window = 9
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(20)
     assert rc == 0, (tmp_path / "gw.log").read_text()[-2000:]
+
+
+def test_the_link_hands_over_events_from_one_thread_in_the_order_the_server_sent_them(server, api: Api) -> None:
+    """python-engineio's client would run each message's handler on a thread of its own; the gateway's
+    link must not, or a window's older state could be applied after a newer one."""
+    from hall_server.gateway.link import LiveLink
+
+    got: list[tuple[int, str, Any]] = []
+    link = LiveLink(server.url, HALL, server.tokens["gw"], lambda name, data: got.append((threading.get_ident(), name, data)))
+    link.start()
+    try:
+        wait_until(lambda: any(name == "snapshot" for _t, name, _d in got), what="the snapshot")
+        for w in api_windows():
+            api.sign_in(w)
+        api.issue(20)
+        for _ in range(2):
+            for w in api_windows():
+                api.act(w, "call-next")
+                api.act(w, "start")
+                api.act(w, "finish", {"outcome": "instant"})
+        wait_until(lambda: sum(1 for _t, n, d in got if n == "ticket" and d["type"] == "finished") == 20,
+                   what="twenty finished events")
+    finally:
+        link.stop()
+    assert len({thread for thread, _n, _d in got}) == 1, "events were handed over from several threads"
+    seqs = [d["seq"] for _t, name, d in got if name == "ticket"]
+    assert len(seqs) == 80 and seqs == sorted(seqs)  # issued, called, started, finished: as committed
