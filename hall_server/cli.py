@@ -7,6 +7,10 @@ import os
 import sys
 import threading
 import time
+from typing import Any
+
+from flask import Flask
+from werkzeug.serving import WSGIRequestHandler
 
 from .config import ConfigError, HallConfig, load_config
 from .heap import freeze_startup_heap
@@ -121,7 +125,23 @@ def serve(cfg: HallConfig, host: str | None = None, port: int | None = None) -> 
     port = port or cfg.server.port
     log.info("hall server on http://%s:%d (database %s, message queue %s)", host, port,
              app.extensions["hall"]["db"].engine.dialect.name, cfg.server.redis_url or "none")
-    socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, log_output=False, use_reloader=False)
+    run_werkzeug(socketio, app, host, port)
+
+
+def run_werkzeug(socketio: Any, app: Flask, host: str, port: int) -> None:
+    """Serve with Werkzeug's threaded server (``hall serve`` and the demo; production runs gunicorn)."""
+    socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, log_output=False, use_reloader=False,
+                 request_handler=_RequestHandler)
+
+
+class _RequestHandler(WSGIRequestHandler):
+    """Werkzeug's handler, except that a connection ends with its websocket. python-engineio ends a
+    websocket under Werkzeug by raising ConnectionError; Werkzeug would then read the client's closing
+    frame as the next HTTP request and log it as a "Bad request syntax" error."""
+
+    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+        self.close_connection = True
+        super().connection_dropped(error, environ)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -183,7 +183,7 @@ def _start_kiosks(workdir: Path, sims: Any, cfg: HallConfig, kiosk_tokens: dict[
 
 def run_demo(args: argparse.Namespace) -> int:
     from .app import create_app, prepare_database
-    from .cli import start_serving
+    from .cli import run_werkzeug, start_serving
 
     workdir = Path(args.dir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -232,8 +232,7 @@ def run_demo(args: argparse.Namespace) -> int:
     # `kill`, `timeout` and service managers send SIGTERM: stop the gateway, kiosks and simulators too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        socketio.run(app, host="127.0.0.1", port=args.port, allow_unsafe_werkzeug=True, log_output=False,
-                     use_reloader=False)
+        run_werkzeug(socketio, app, "127.0.0.1", args.port)
     finally:
         for proc in [gateway, *(k[2] for k in kiosks_ui)]:
             if proc is not None and proc.poll() is None:
