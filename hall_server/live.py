@@ -8,8 +8,9 @@ was being sent (events carry ``seq``; a client drops a seq it has already applie
 
 Events are published in the order their transactions committed in this process (``PublishOrder``),
 so call events reach clients in order. Without a message queue the request that committed emits them
-itself and then yields once (``offload.pause``), so the websocket writers put the frames on the wire
-before the request's own HTTP answer: a board shows a call no later than the clerk's console does.
+itself; for a call it then yields once (``offload.pause``), so the websocket writers put the frames on
+the wire before the request's own HTTP answer: a board shows a call no later than the clerk's console
+does. (Other events, such as a kiosk's issued tickets, go when the request next waits.)
 With a Redis message queue configured, every process's clients receive every process's events, and
 emitting waits on the network: one dispatcher thread per process does it, never a request.
 Publishing never touches the database: ``queues`` payloads, which need a query, are built by a
@@ -37,6 +38,7 @@ from .service import QueueService
 log = logging.getLogger(__name__)
 QUEUES_INTERVAL = 0.5
 QUEUES_RETRIES = 3
+_CALLS = ("called", "recalled")  # the events a citizen waits for on a board and a loudspeaker
 
 
 class Publisher:
@@ -64,8 +66,8 @@ class Publisher:
             self._q.put(outbox)
             return
         self._emit(outbox)
-        if outbox.items:
-            pause()  # the writers send the frames now, before this request's answer
+        if any(name == "ticket" and payload.type in _CALLS for name, _h, payload, _r in outbox.items):
+            pause()  # the writers send a call's frames now, before this request's answer
 
     def _loop(self) -> None:
         while not self.service.db.closed:
