@@ -2,11 +2,11 @@
 
 :class:`LiveLink` keeps one Socket.IO connection up by itself (python-socketio reconnects with capped
 exponential backoff once connected; the first connection is retried here the same way) and hands
-every event to a callback in arrival order, from one thread. :class:`Rest` makes the window actions and reports with a
-device token; a request that could not reach the server at all (connection refused or reset before it
-was sent) is retried for a bounded time, since it cannot have taken effect. A request that reached the
-server and timed out is not retried: window actions are not idempotent (a second call-next calls a
-second ticket), so the pad is told to look at the board instead.
+every event to a callback in arrival order, from one thread. :class:`Rest` makes the window actions
+and reports with a device token; a request that could not reach the server at all (connection refused
+or reset before it was sent) is retried for a bounded time, since it cannot have taken effect. A
+request that reached the server and timed out is not retried: window actions are not idempotent (a
+second call-next calls a second ticket), so the pad is told to look at the board instead.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ class _InOrderEngineIO(engineio.Client):
 class _InOrderClient(socketio.Client):
     def _engineio_client_class(self) -> type[engineio.Client]:
         return _InOrderEngineIO
+
 
 EventSink = Callable[[str, Any], None]
 

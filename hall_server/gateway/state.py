@@ -78,8 +78,9 @@ class HallState:
         self.last_seq = 0
         self.base = 0  # seq of the last snapshot: everything up to it is in the snapshot
         self._seen: set[int] = set()
-        # ticket events applied since the last snapshot, by seq: one that arrived before its snapshot
-        # (the client library hands messages over on a thread each) is applied again on top of it
+        # ticket events applied since the last snapshot, by seq: should one ever be applied before the
+        # snapshot it follows (the link keeps arrival order; this does not rely on it), it is applied
+        # again on top of that snapshot
         self._since_snapshot: dict[int, dict[str, Any]] = {}
         self.announced: dict[str, tuple[int, int]] = {}
         self.synced = False  # a snapshot has been applied since start

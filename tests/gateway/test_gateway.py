@@ -370,7 +370,8 @@ def test_the_link_hands_over_events_from_one_thread_in_the_order_the_server_sent
     from hall_server.gateway.link import LiveLink
 
     got: list[tuple[int, str, Any]] = []
-    link = LiveLink(server.url, HALL, server.tokens["gw"], lambda name, data: got.append((threading.get_ident(), name, data)))
+    link = LiveLink(server.url, HALL, server.tokens["gw"],
+                    lambda name, data: got.append((threading.get_ident(), name, data)))
     link.start()
     try:
         wait_until(lambda: any(name == "snapshot" for _t, name, _d in got), what="the snapshot")
