@@ -77,11 +77,10 @@ class HallState:
         self.waiting: dict[str, int] = {}
         self.last_seq = 0
         self.base = 0  # seq of the last snapshot: everything up to it is in the snapshot
-        self._seen: set[int] = set()
-        # ticket events applied since the last snapshot, by seq: should one ever be applied before the
-        # snapshot it follows (the link keeps arrival order; this does not rely on it), it is applied
-        # again on top of that snapshot
-        self._since_snapshot: dict[int, dict[str, Any]] = {}
+        # ticket events applied since the last snapshot, by seq: drops repeats, and should one ever be
+        # applied before the snapshot it follows (the link keeps arrival order; this does not rely on
+        # it), it is applied again on top of that snapshot
+        self._applied: dict[int, dict[str, Any]] = {}
         self.announced: dict[str, tuple[int, int]] = {}
         self.synced = False  # a snapshot has been applied since start
         self.hall_name = ""
@@ -101,10 +100,9 @@ class HallState:
         known_before = self.last_seq > 0 or bool(self.announced)
         self.hall_name = snap.get("hall_name", self.hall_name)
         base = int(snap.get("last_seq") or 0)
-        newer = [e for seq, e in sorted(self._since_snapshot.items()) if seq > base]  # overtook the snapshot
-        self._since_snapshot = {}
+        newer = [e for seq, e in sorted(self._applied.items()) if seq > base]  # overtook the snapshot
+        self._applied = {}
         moved = {str(e.get("window") or e["ticket"].get("window") or "") for e in newer}
-        self._seen = {s for s in self._seen if s > base} - {int(e["seq"]) for e in newer}
         self.base = base
         self.last_seq = base
         self.recent = [(int(ev["seq"]), ev["ticket"]["number"], str(ev.get("window") or ev["ticket"].get("window")))
@@ -134,15 +132,12 @@ class HallState:
 
     def apply_ticket(self, ev: dict[str, Any]) -> list[Announce]:
         seq = int(ev["seq"])
-        if seq <= self.base or seq in self._seen:
+        if seq <= self.base or seq in self._applied:
             return []  # reflected in the snapshot, or applied already
-        self._seen.add(seq)
-        self._since_snapshot[seq] = ev
-        if len(self._since_snapshot) > 500:  # a snapshot is never that far behind its events
-            del self._since_snapshot[min(self._since_snapshot)]
-        if len(self._seen) > 2000:
-            floor = sorted(self._seen)[-1000]
-            self._seen = {s for s in self._seen if s >= floor}
+        self._applied[seq] = ev
+        if len(self._applied) > 2000:
+            floor = sorted(self._applied)[-1000]
+            self._applied = {s: e for s, e in self._applied.items() if s >= floor}
             self.base = max(self.base, floor - 1)
         self.last_seq = max(self.last_seq, seq)
         kind = ev["type"]

@@ -202,7 +202,7 @@ def test_gunicorn_serves_the_api_and_live_events(db_url: str, tmp_path: Path, wo
 
 
 class RawBoard:
-    """A board reading the Engine.IO websocket itself, so the test sees what is in its socket."""
+    """A board on the bare Engine.IO websocket, so the test can see what is already in its socket."""
 
     def __init__(self, url: str, hall: str) -> None:
         import websocket
@@ -213,27 +213,12 @@ class RawBoard:
         self.sock = self.ws.sock
         self.ws.send('40{"hall": "%s"}' % hall)  # Socket.IO connect to the public room
 
-    def _exactly(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            assert chunk, "the server closed the board's socket"
-            data += chunk
-        return data
-
-    def frame(self) -> str:
-        head = self._exactly(2)  # the server's frames: unmasked, unfragmented text
-        n = head[1] & 0x7F
-        if n >= 126:
-            n = int.from_bytes(self._exactly(2 if n == 126 else 8), "big")
-        return self._exactly(n).decode()
-
     def calls(self, timeout: float) -> list[int]:
         """Called ticket ids in the frames that arrive until the socket has been quiet for ``timeout``
         (0: the frames in the socket now)."""
         seen = []
         while select.select([self.sock], [], [], timeout)[0]:
-            text = self.frame()
+            text = self.ws.recv()  # websocket-client reads exactly one frame's bytes, nothing beyond
             if text == "2":  # Engine.IO ping
                 self.ws.send("3")
             elif text.startswith("42"):
