@@ -38,7 +38,12 @@ def make_engine(url: str, *, pool_size: int = 20, prepared: bool = True) -> Engi
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_recycle=PLAN_LIFETIME,
+    # LIFO: the connection used last goes out first, so a quiet hall runs on one or two connections
+    # whose statements are prepared already. First-in-first-out turned every connection a burst had
+    # opened (up to 40) and each had to prepare, and plan, every statement again: 43-52 PREPAREs in the
+    # benchmark's paced 20 s against 26-28 (docs/benchmarks.md, eleventh round). Connections left
+    # resting at the bottom are pinged when a burst needs them again (_ping_when_idle).
+    engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_recycle=PLAN_LIFETIME, pool_use_lifo=True,
                            connect_args=_prepared(url) if prepared else {"prepare_threshold": None})
     _ping_when_idle(engine)
     event.listen(engine, "do_execute", _defer_if_asked)

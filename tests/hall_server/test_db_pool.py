@@ -105,3 +105,31 @@ def test_options_in_the_database_url_are_kept_beside_the_generic_plans() -> None
             assert s.execute(sa.text("SHOW plan_cache_mode")).scalar_one() == "force_generic_plan"
     finally:
         db.dispose()
+
+
+def test_after_a_burst_a_quiet_hall_stays_on_the_connection_that_has_its_statements_prepared() -> None:
+    """A burst opens several connections; afterwards, one request at a time, the pool hands out the
+    connection used last, which has the statement prepared already, instead of taking each resting
+    connection in turn and preparing (and planning) the statement on every one of them."""
+    if not pg_available():
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
+    db = Database(PG_URL, pool_size=4)
+    query = sa.text("SELECT count(*) FROM pg_class WHERE relname = :n")
+    try:
+        burst = [db.engine.connect() for _ in range(4)]  # four requests at once: four connections
+        for conn in burst:
+            conn.execute(sa.text("SELECT 1"))
+        for conn in burst:
+            conn.close()
+        backends, prepared = set(), []
+        for _ in range(8):  # then a quiet spell
+            with db.read() as s:
+                s.execute(query, {"n": "tickets"})
+                backends.add(s.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+                prepared.append(s.execute(sa.text(
+                    "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%FROM pg_class%' "
+                    "AND statement NOT LIKE '%pg_prepared_statements%'")).scalar_one())
+    finally:
+        db.dispose()
+    assert len(backends) == 1, f"quiet requests went to {len(backends)} connections"
+    assert prepared == [1] * 8  # prepared once, on that connection
