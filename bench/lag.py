@@ -142,9 +142,22 @@ def install(app: Any, path: str) -> None:
 
     app.wsgi_app = timed
 
+    # ---- statements prepared (a PREPARE is a round trip more, and the server plans the statement) ----
+    from psycopg._cursor_base import BaseCursor
+
+    prepares: list[tuple[float, str]] = []  # when, sql (start)
+    send_prepare = BaseCursor._send_prepare
+
+    def counted_prepare(self: Any, name: bytes, query: Any, *a: Any, **kw: Any) -> Any:
+        prepares.append((time.perf_counter(), " ".join(bytes(query.query).decode(errors="replace").split())[:70]))
+        return send_prepare(self, name, query, *a, **kw)
+
+    BaseCursor._send_prepare = counted_prepare  # type: ignore[method-assign]
+
     def dump() -> None:
         with open(path, "w") as f:
-            json.dump({"requests": requests, "stalls": stalls, "statements": statements, "gc": collections}, f)
+            json.dump({"requests": requests, "stalls": stalls, "statements": statements, "gc": collections,
+                       "prepares": prepares}, f)
 
     atexit.register(dump)
 
@@ -200,6 +213,11 @@ def report(path: str, last_s: float = 0.0, calls: str | None = None) -> str:
     for sql, v in sorted(per_sql.items(), key=lambda kv: -sum(kv[1]))[:12]:
         v.sort()
         out.append(f"  total {sum(v) / 1000:6.2f} s  n={len(v):5}  p50={_p(v, .5):5.2f}  p99={_p(v, .99):6.2f}  {sql}")
+    prepared = Counter(sql for t0, sql in d.get("prepares", []) if t0 >= since)
+    out.append(f"statements prepared (PREPARE: a round trip more, and the server plans it): "
+               f"{sum(prepared.values())}")
+    for sql, n in prepared.most_common(5):
+        out.append(f"  {n:5}  {sql}")
     for gen in (0, 1, 2):
         v = sorted(ms for t0, g, ms in d.get("gc", []) if g == gen and t0 >= since)
         if v:
