@@ -45,15 +45,16 @@ class Publisher:
     def __init__(self, socketio: SocketIO, service: QueueService) -> None:
         self.socketio = socketio
         self.service = service
-        # without a message queue emitting only hands frames to this process's websocket writers
-        self.inline = not isinstance(socketio.server.manager, PubSubManager)
-        self._q: queue.Queue[Outbox | None] = queue.Queue()
+        # Without a message queue emitting only hands frames to this process's websocket writers: the
+        # committing request does it (no queue). With one, a dispatcher thread takes the queue.
+        inline = not isinstance(socketio.server.manager, PubSubManager)
+        self._q: queue.Queue[Outbox | None] | None = None if inline else queue.Queue()
         self._dirty: set[str] = set()
         self._dirty_changed = threading.Condition()
         self._last_queues: dict[str, float] = {}
         self._published = 0  # outboxes handed over after their commit: tells a query it was overtaken
-        if not self.inline:
-            threading.Thread(target=self._loop, name="live-publisher", daemon=True).start()
+        if self._q is not None:
+            threading.Thread(target=self._loop, args=(self._q,), name="live-publisher", daemon=True).start()
         self._queues_thread = threading.Thread(target=self._queues_loop, name="live-queues", daemon=True)
         self._queues_thread.start()
 
@@ -62,17 +63,17 @@ class Publisher:
         if not (outbox.items or outbox.touched_halls):
             return
         self._published += 1
-        if not self.inline:
+        if self._q is not None:
             self._q.put(outbox)
             return
         self._emit(outbox)
         if any(name == "ticket" and payload.type in _CALLS for name, _h, payload, _r in outbox.items):
             pause()  # the writers send a call's frames now, before this request's answer
 
-    def _loop(self) -> None:
+    def _loop(self, q: queue.Queue[Outbox | None]) -> None:
         while not self.service.db.closed:
             try:
-                item = self._q.get(timeout=QUEUES_INTERVAL)
+                item = q.get(timeout=QUEUES_INTERVAL)
             except queue.Empty:
                 continue
             if item is not None:
