@@ -192,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--port", type=int, default=5000)
     demo.add_argument("--dir", default="var/demo")
     demo.add_argument("--quiet-traffic", action="store_true", help="no simulated citizens and clerks")
+    demo.add_argument("--simulators", help="the simulated devices (default: examples/simulators.toml, fixed ports "
+                      "7101-7299)")
+    demo.add_argument("--kiosk-port", type=int, default=8701,
+                      help="the first kiosk's touch UI port, the next kiosk's the one after (0: any free ports)")
     demo.set_defaults(fn=cmd_demo)
     gw = sub.add_parser("gateway", help="run the hall device gateway (LED boards, pads, voice); see docs/gateway.md")
     gw.add_argument("gateway_config", help="the gateway's TOML file")

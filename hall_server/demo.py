@@ -22,6 +22,7 @@ from typing import Any
 import requests
 
 from .config import HallConfig, load_config
+from .ports import free_port
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,14 +105,14 @@ class DemoTraffic:
                              daemon=True).start()
 
 
-def _start_simulators(workdir: Path) -> Any:
-    path = ROOT / "examples" / "simulators.toml"
+def _start_simulators(path: Path) -> Any:
     try:
         from simulators.hall_sim import SimulatorHall  # type: ignore[import-not-found]
     except ImportError:
         log.info("device simulators not available in this build")
         return None
     if not path.exists():
+        log.warning("no simulator file %s: the hall runs without simulated devices", path)
         return None
     try:
         sims = SimulatorHall.from_file(path)
@@ -151,10 +152,12 @@ def _start_gateway(workdir: Path, sims: Any, cfg: HallConfig, tokens: dict[str, 
                             stdout=log_file, stderr=subprocess.STDOUT)
 
 
-def _start_kiosks(workdir: Path, sims: Any, cfg: HallConfig, kiosk_tokens: dict[str, str], port: int) -> list[Any]:
+def _start_kiosks(workdir: Path, sims: Any, cfg: HallConfig, kiosk_tokens: dict[str, str], port: int,
+                  first_ui_port: int) -> list[Any]:
     """One kiosk client per simulated kiosk, each its own process as on a real kiosk PC, owning the
     simulated reader and printer of examples/simulators.toml (kiosk1.reader / kiosk1.printer for
-    kiosk-1). Returns [(device id, touch UI URL, process)]."""
+    kiosk-1), its touch UI on ``first_ui_port``, the next port, ... (0: any free ports). Returns
+    [(device id, touch UI URL, process)]."""
     import subprocess
     import sys
 
@@ -170,7 +173,7 @@ def _start_kiosks(workdir: Path, sims: Any, cfg: HallConfig, kiosk_tokens: dict[
         token_file = workdir / f"{device_id}.token"
         token_file.write_text(token, encoding="utf-8")
         os.chmod(token_file, 0o600)
-        ui_port = 8701 + i
+        ui_port = first_ui_port + i if first_ui_port else free_port()
         log_file = (workdir / f"{device_id}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "kiosk_client", "--server", f"http://127.0.0.1:{port}", "--hall", cfg.halls[0].id,
@@ -197,11 +200,11 @@ def run_demo(args: argparse.Namespace) -> int:
     county = cfg.halls[0]
     kiosks = {d.id: ext["auth"].device_token(county.id, d.id) for d in county.devices if d.kind == "kiosk"}
     (workdir / "kiosk-tokens.txt").write_text("".join(f"{k} {t}\n" for k, t in kiosks.items()), encoding="utf-8")
-    sims = _start_simulators(workdir)
+    sims = _start_simulators(Path(args.simulators) if args.simulators else ROOT / "examples" / "simulators.toml")
     pad_tokens = {d.id: ext["auth"].device_token(county.id, d.id) for d in county.devices
                   if d.kind in ("gateway", "evalpad")}
     gateway = _start_gateway(workdir, sims, cfg, pad_tokens, args.port)
-    kiosks_ui = _start_kiosks(workdir, sims, cfg, kiosks, args.port)
+    kiosks_ui = _start_kiosks(workdir, sims, cfg, kiosks, args.port, args.kiosk_port)
     clerks = [(u.username, w.number) for u, w in zip(
         [u for u in cfg.users if u.role == "clerk" and (u.halls == "*" or county.id in u.halls)], county.windows)]
     base = f"http://127.0.0.1:{args.port}"
