@@ -150,6 +150,7 @@ class TicketResponse(BaseModel):
 class PublicTicketResponse(TicketResponse):
     hall: str
     hall_name: str
+    timezone: str = Field(description="the hall's time zone (IANA), for showing times on the hall's clock")
 
 
 class CallResponse(BaseModel):
@@ -325,8 +326,9 @@ def reactivate_ticket(path: TicketPath):  # type: ignore[no-untyped-def]
 def public_ticket(path: TokenPath):  # type: ignore[no-untyped-def]
     svc = service()
     hall_id, t, ahead, wait = svc.ticket_by_token(path.token)
-    return PublicTicketResponse(hall=hall_id, hall_name=svc.hall(hall_id).name, ticket=t, people_ahead=ahead,
-                                estimated_wait_seconds=wait).model_dump(mode="json")
+    hall = svc.hall(hall_id)
+    return PublicTicketResponse(hall=hall_id, hall_name=hall.name, timezone=hall.timezone, ticket=t,
+                                people_ahead=ahead, estimated_wait_seconds=wait).model_dump(mode="json")
 
 
 # ---- windows ------------------------------------------------------------------------------------

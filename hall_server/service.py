@@ -1316,14 +1316,24 @@ class QueueService:
             ahead, wait = self._estimate_for(s, hall, t, self.clock())
             return self._view(hall, t), ahead, wait
 
+    _UNKNOWN_LINK = "未找到该票号，请核对链接 (unknown ticket link)"
+
     def ticket_by_token(self, token: str) -> tuple[str, TicketView, int, float]:
         with self.db.read() as s:
             t = s.scalar(select(m.Ticket).where(m.Ticket.public_token == token))
             if t is None:
-                raise NotFound("未找到该票号，请核对链接 (unknown ticket link)", code="unknown_ticket")
+                raise NotFound(self._UNKNOWN_LINK, code="unknown_ticket")
             hall = self.hall(t.hall_id)
             ahead, wait = self._estimate_for(s, hall, t, self.clock())
             return hall.id, self._view(hall, t), ahead, wait
+
+    def hall_of_token(self, token: str) -> str:
+        """The hall of a ticket's mobile link (for its QR code: no people-ahead count needed)."""
+        with self.db.read() as s:
+            hall_id = s.scalar(select(m.Ticket.hall_id).where(m.Ticket.public_token == token))
+        if hall_id is None:
+            raise NotFound(self._UNKNOWN_LINK, code="unknown_ticket")
+        return hall_id
 
     def queue_views(self, hall_id: str, s: Session | None = None) -> list[QueueView]:
         hall = self.hall(hall_id)

@@ -49,8 +49,7 @@ def ticket_qr(token: str):  # type: ignore[no-untyped-def]
     import qrcode.image.svg
 
     service = current_app.extensions["hall"]["service"]
-    hall_id, _, _, _ = service.ticket_by_token(token)
-    link = service.hall(hall_id).ticket_url(token)
+    link = service.hall(service.hall_of_token(token)).ticket_url(token)
     code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=2,
                          image_factory=qrcode.image.svg.SvgPathImage)
     code.add_data(link)

@@ -89,11 +89,15 @@ def test_matter_card_ticket_slip_and_live_mobile_page(hall: Hall, make_kiosk, re
 
     # scanning the QR code: the mobile page, updated live, alerting when called
     phone = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844}, is_mobile=True,
-                                has_touch=True)
+                                has_touch=True, timezone_id="UTC")  # a phone left on UTC
     mobile = phone.new_page()
     try:
         mobile.goto(link)
         expect(mobile.get_by_test_id("number")).to_have_text("A002")
+        shown = re.search(r"更新于 (\d+):(\d\d)", mobile.get_by_test_id("updated").inner_text())
+        assert shown, mobile.get_by_test_id("updated").inner_text()
+        now = dt.datetime.now(ZoneInfo("Asia/Shanghai"))  # the hall's clock, not the phone's
+        assert (int(shown[1]), int(shown[2])) in {(t.hour, t.minute) for t in (now, now - dt.timedelta(minutes=1))}
         expect(mobile.get_by_test_id("ahead")).to_have_text("您前面还有 1 人")
         expect(mobile.get_by_test_id("conn")).to_contain_text("实时", timeout=10_000)
         body = mobile.locator("body").inner_text()

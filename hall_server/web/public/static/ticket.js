@@ -31,7 +31,9 @@ function render(d) {
   } else { $("ahead").textContent = ""; $("wait").textContent = ""; }
   if (ticket.status === "called") callAlert(ticket.window, ticket.recalls);
   else if (ticket.status !== "called") $("alert").classList.add("hidden");
-  $("updated").textContent = "更新于 " + new Date().toLocaleTimeString("zh-CN", {hour12: false});
+  // the hall's clock, whatever the zone the phone is set to (a visitor's phone, a phone left on UTC)
+  const clock = d.timezone ? {hour12: false, timeZone: d.timezone} : {hour12: false};
+  $("updated").textContent = "更新于 " + new Date().toLocaleTimeString("zh-CN", clock);
 }
 
 function callAlert(window_, recalls) {
