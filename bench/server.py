@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import requests
 import sqlalchemy as sa
+
+from hall_server.ports import free_port
 
 from .config import CLERKS, HALL, KIOSKS, PASSWORD, QUEUES, SECRET, WINDOWS, bench_config
 from .history import seed_history
@@ -28,12 +29,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def pg_url(name: str = PG_DB) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fresh_database(kind: str, workdir: Path, name: str = PG_DB) -> str:
