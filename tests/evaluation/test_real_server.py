@@ -19,10 +19,10 @@ from tests.hall_server.server_proc import ServerProcess
 @pytest.fixture
 def server(db_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
     srv = ServerProcess(db_url, tmp_path, config=EVAL_HALL)
-    srv.hall("db", "upgrade")
-    for user in ("clerk1", "boss"):
-        srv.hall("user", user, "--password", f"{user}-pass-1")
-    srv.tokens = {d: srv.hall("device-token", "t", d).strip() for d in ("kiosk1", "evalpad-1")}  # type: ignore[attr-defined]
+    devices = ("kiosk1", "evalpad-1")
+    users = (("user", u, "--password", f"{u}-pass-1") for u in ("clerk1", "boss"))
+    *_, kiosk, pad = srv.hall_all(("db", "upgrade"), *users, *(("device-token", "t", d) for d in devices))
+    srv.tokens = {d: out.strip() for d, out in zip(devices, (kiosk, pad))}  # type: ignore[attr-defined]
     srv.start()
     yield srv
     srv.stop()

@@ -76,9 +76,9 @@ class Api:
 @pytest.fixture
 def server(db_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
     srv = ServerProcess(db_url, tmp_path)
-    srv.hall("db", "upgrade")
-    srv.hall("user", "clerk1", "--password", "clerk-pass-1")
-    srv.kiosk = srv.hall("device-token", "t", "kiosk1").strip()  # type: ignore[attr-defined]
+    *_, kiosk = srv.hall_all(("db", "upgrade"), ("user", "clerk1", "--password", "clerk-pass-1"),
+                             ("device-token", "t", "kiosk1"))
+    srv.kiosk = kiosk.strip()  # type: ignore[attr-defined]
     srv.start()
     yield srv
     srv.stop()
@@ -150,9 +150,9 @@ def test_two_processes_share_events_through_redis(db_url: str, tmp_path: Path) -
         pytest.fail(f"Redis is not reachable at {REDIS_URL}: {exc}")
     # A runs the production stack (gunicorn's gevent pywsgi worker), B runs `hall serve`
     a = ServerProcess(db_url, tmp_path, redis_url=REDIS_URL, gunicorn="gevent_pywsgi")
-    a.hall("db", "upgrade")
-    a.hall("user", "clerk1", "--password", "clerk-pass-1")
-    kiosk = a.hall("device-token", "t", "kiosk1").strip()
+    *_, kiosk = a.hall_all(("db", "upgrade"), ("user", "clerk1", "--password", "clerk-pass-1"),
+                           ("device-token", "t", "kiosk1"))
+    kiosk = kiosk.strip()
     b = ServerProcess(db_url, tmp_path, redis_url=REDIS_URL)
     a.start()
     b.start()
@@ -186,8 +186,8 @@ def test_gunicorn_serves_the_api_and_live_events(db_url: str, tmp_path: Path, wo
         assert "首次运行" in srv.log.read_text()  # the first run printed the admin's one-time password
         health = requests.get(srv.url + "/healthz", timeout=5).json()
         assert health["async_mode"] == ("gevent" if worker.startswith("gevent") else "threading")
-        srv.hall("user", "clerk1", "--password", "clerk-pass-1")
-        kiosk = srv.hall("device-token", "t", "kiosk1").strip()
+        _, kiosk = srv.hall_all(("user", "clerk1", "--password", "clerk-pass-1"), ("device-token", "t", "kiosk1"))
+        kiosk = kiosk.strip()
         screen = Listener(srv.url, {"hall": "t"}).connect()
         screen.next("snapshot")
         api = Api(srv.url)
@@ -236,8 +236,8 @@ def test_a_board_has_the_call_before_the_clerk_has_the_answer(db_url: str, tmp_p
     srv = ServerProcess(db_url, tmp_path, gunicorn="gevent_pywsgi")
     srv.start()
     try:
-        srv.hall("user", "clerk1", "--password", "clerk-pass-1")
-        kiosk = srv.hall("device-token", "t", "kiosk1").strip()
+        _, kiosk = srv.hall_all(("user", "clerk1", "--password", "clerk-pass-1"), ("device-token", "t", "kiosk1"))
+        kiosk = kiosk.strip()
         api = Api(srv.url)
         clerk = api.token("clerk1", "clerk-pass-1")
         for _ in range(10):

@@ -38,9 +38,19 @@ class Hall:
 
     def login(self, username: str) -> str:
         self.proc.hall("user", username, "--password", PASSWORD)
+        return self.sign_in(username)
+
+    def sign_in(self, username: str) -> str:
+        """Sign in through the API as a user whose password is PASSWORD already."""
         self.tokens[username] = self.api("POST", "/auth/login", json={"username": username, "password": PASSWORD},
                                          expect=200)["token"]
         return self.tokens[username]
+
+    def kiosk_and_clerk(self) -> None:
+        """kiosk1's token and clerk1 signed in (one ``hall`` process for both commands)."""
+        token, _ = self.proc.hall_all(("device-token", "k", "kiosk1"), ("user", "clerk1", "--password", PASSWORD))
+        self.tokens["kiosk1"] = token.strip().splitlines()[-1].strip()
+        self.sign_in("clerk1")
 
     def queues(self) -> dict[str, dict[str, Any]]:
         return {q["id"]: q for q in self.api("GET", "/halls/k/snapshot", expect=200)["queues"]}
@@ -69,9 +79,7 @@ def hall(db_url: str, tmp_path: Path) -> Iterator[Hall]:  # noqa: F811
     proc.config = cfg
     proc.start()
     h = Hall(proc)
-    token = proc.hall("device-token", "k", "kiosk1").strip().splitlines()[-1].strip()
-    h.tokens["kiosk1"] = token
-    h.login("clerk1")
+    h.kiosk_and_clerk()
     yield h
     proc.stop()
 
@@ -85,8 +93,7 @@ def sqlite_hall(tmp_path: Path) -> Iterator[Hall]:
     proc.config = cfg
     proc.start()
     h = Hall(proc)
-    h.tokens["kiosk1"] = proc.hall("device-token", "k", "kiosk1").strip().splitlines()[-1].strip()
-    h.login("clerk1")
+    h.kiosk_and_clerk()
     yield h
     proc.stop()
 

@@ -20,10 +20,9 @@ HERE = Path(__file__).parent
 @pytest.fixture
 def server(db_url: str, tmp_path: Path) -> Iterator[ServerProcess]:
     srv = ServerProcess(db_url, tmp_path, config=HERE / "live_hall.toml")
-    srv.hall("db", "upgrade")
-    srv.hall("user", "boss", "--password", "boss-pass-1")
-    srv.hall("user", "clerk1", "--password", "clerk-pass-1")
-    srv.kiosk = srv.hall("device-token", "t", "kiosk1").strip()  # type: ignore[attr-defined]
+    *_, kiosk = srv.hall_all(("db", "upgrade"), ("user", "boss", "--password", "boss-pass-1"),
+                             ("user", "clerk1", "--password", "clerk-pass-1"), ("device-token", "t", "kiosk1"))
+    srv.kiosk = kiosk.strip()  # type: ignore[attr-defined]
     srv.start()
     yield srv
     srv.stop()
