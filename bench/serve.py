@@ -51,6 +51,7 @@ def build():  # type: ignore[no-untyped-def]
         _experiment_sqlite_writer_lock()
     from hall_server.app import create_app
     from hall_server.cli import start_serving
+    from hall_server.wsgi import lean_routes
 
     from .config import SECRET, bench_config
     from .lag import install_if_asked
@@ -58,7 +59,8 @@ def build():  # type: ignore[no-untyped-def]
     url = os.environ["BENCH_DB_URL"]
     app, socketio = create_app(bench_config(url), database_url=url,
                                redis_url=os.environ.get("BENCH_REDIS_URL", ""), secret=SECRET,
-                               async_mode=os.environ.get("BENCH_ASYNC_MODE", "threading"))
+                               async_mode=os.environ.get("BENCH_ASYNC_MODE", "threading"),
+                               lean_routes=lean_routes())
     start_serving(app)  # as `hall serve` and hall_server.wsgi do
     install_if_asked(app)
     return app, socketio

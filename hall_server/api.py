@@ -278,24 +278,28 @@ def snapshot(path: HallPath):  # type: ignore[no-untyped-def]
 
 
 # ---- tickets ------------------------------------------------------------------------------------
+def issue_action(svc: QueueService, p: Principal, hall: str, body: IssueBody) -> tuple[str, int]:
+    """Issue a ticket for ``p``: the answer's JSON text and its status (201; 200 for a replayed request
+    id). Answered by lean_routes.LeanRoutes before Flask, or by the view below."""
+    p.require(ISSUE, hall)
+    if p.kind == "device" and body.channel not in ("kiosk", "appointment"):
+        raise Forbidden(f"自助取号机只能以 kiosk 或 appointment 渠道取号，收到 {body.channel!r}")
+    if body.channel == "guide" and p.kind != "user":
+        raise Forbidden("导服台取号需要工作人员登录 (guide desk tickets need a staff sign-in)")
+    r = svc.issue(hall, request_id=body.request_id, channel=body.channel, queue=body.queue,
+                  matter=body.matter, bundle=body.bundle, id_number=body.id_number,
+                  priority_class=body.priority_class, appointment_at=body.appointment_at, note=body.note,
+                  actor=f"{p.kind}:{p.name}")
+    return IssueResponse.of(svc.hall(hall), r).model_dump_json(), (200 if r.replayed else 201)
+
+
 # validate_response=False: the answer is built as an IssueResponse, validating it again costs a
 # JSON round trip on the busiest endpoint
 @api.post("/halls/<hall>/tickets", tags=[t_tickets], security=bearer, responses={201: IssueResponse, **ERRORS},
           validate_response=False)
 def issue_ticket(path: HallPath, body: IssueBody):  # type: ignore[no-untyped-def]
-    p = principal()
-    p.require(ISSUE, path.hall)
-    if p.kind == "device" and body.channel not in ("kiosk", "appointment"):
-        raise Forbidden(f"自助取号机只能以 kiosk 或 appointment 渠道取号，收到 {body.channel!r}")
-    if body.channel == "guide" and p.kind != "user":
-        raise Forbidden("导服台取号需要工作人员登录 (guide desk tickets need a staff sign-in)")
-    svc = service()
-    r = svc.issue(path.hall, request_id=body.request_id, channel=body.channel, queue=body.queue,
-                  matter=body.matter, bundle=body.bundle, id_number=body.id_number,
-                  priority_class=body.priority_class, appointment_at=body.appointment_at, note=body.note,
-                  actor=f"{p.kind}:{p.name}")
-    return (IssueResponse.of(svc.hall(path.hall), r).model_dump_json(), (200 if r.replayed else 201),
-            {"Content-Type": "application/json"})
+    answer, status = issue_action(service(), principal(), path.hall, body)
+    return answer, status, {"Content-Type": "application/json"}
 
 
 @api.get("/halls/<hall>/tickets/<int:ticket_id>", tags=[t_tickets], security=bearer,
@@ -380,13 +384,31 @@ def resume(path: WindowPath):  # type: ignore[no-untyped-def]
     return service().resume(path.hall, path.window, p.clerk).model_dump(mode="json")
 
 
+# The clerk's most frequent actions: answered by lean_routes.LeanRoutes before Flask sees the request
+# (the views below declare them in the OpenAPI document and answer when that is switched off).
+WINDOW_ACTIONS = ("call-next", "start", "finish", "recall", "no-show")
+
+
+def window_action(svc: QueueService, p: Principal, hall: str, window: str, action: str,
+                  body: FinishBody | None = None) -> dict[str, Any]:
+    """Run one of WINDOW_ACTIONS for ``p`` and return its answer's JSON."""
+    p.require(OPERATE, hall, window)
+    actor = f"{p.kind}:{p.name}"
+    if action == "call-next":
+        t = svc.call_next(hall, window, p.clerk, actor=actor)
+        msg = f"请{t.number}号到{window}号窗口办理" if t else "当前没有等候的号"
+        return CallResponse(ticket=t, message=msg).model_dump(mode="json")
+    if action == "finish":
+        assert body is not None
+        return svc.finish(hall, window, body.outcome, body.case_no, p.clerk, actor=actor).model_dump(mode="json")
+    fn = {"start": svc.start, "recall": svc.recall, "no-show": svc.no_show}[action]
+    return fn(hall, window, p.clerk, actor=actor).model_dump(mode="json")
+
+
 @api.post("/halls/<hall>/windows/<window>/call-next", tags=[t_windows], security=bearer,
           responses={200: CallResponse, **ERRORS})
 def call_next(path: WindowPath):  # type: ignore[no-untyped-def]
-    p = _operator(path)
-    t = service().call_next(path.hall, path.window, p.clerk, actor=f"{p.kind}:{p.name}")
-    msg = f"请{t.number}号到{path.window}号窗口办理" if t else "当前没有等候的号"
-    return CallResponse(ticket=t, message=msg).model_dump(mode="json")
+    return window_action(service(), principal(), path.hall, path.window, "call-next")
 
 
 @api.post("/halls/<hall>/windows/<window>/call", tags=[t_windows], security=bearer,
@@ -399,26 +421,22 @@ def call_ticket(path: WindowPath, body: CallBody):  # type: ignore[no-untyped-de
 
 def _simple(action: str):  # type: ignore[no-untyped-def]
     def view(path: WindowPath):  # type: ignore[no-untyped-def]
-        p = _operator(path)
-        fn = getattr(service(), action)
-        return fn(path.hall, path.window, p.clerk, actor=f"{p.kind}:{p.name}").model_dump(mode="json")
+        return window_action(service(), principal(), path.hall, path.window, action)
 
-    view.__name__ = f"window_{action}"
-    view.__doc__ = {"recall": "重呼当前号", "start": "开始办理当前号", "no_show": "当前号标记过号"}[action]
+    view.__name__ = f"window_{action.replace('-', '_')}"
+    view.__doc__ = {"recall": "重呼当前号", "start": "开始办理当前号", "no-show": "当前号标记过号"}[action]
     return view
 
 
-for _action, _url in (("recall", "recall"), ("start", "start"), ("no_show", "no-show")):
-    api.post(f"/halls/<hall>/windows/<window>/{_url}", tags=[t_windows], security=bearer,
+for _action in ("recall", "start", "no-show"):
+    api.post(f"/halls/<hall>/windows/<window>/{_action}", tags=[t_windows], security=bearer,
              responses={200: TicketView, **ERRORS})(_simple(_action))
 
 
 @api.post("/halls/<hall>/windows/<window>/finish", tags=[t_windows], security=bearer,
           responses={200: TicketView, **ERRORS})
 def finish(path: WindowPath, body: FinishBody):  # type: ignore[no-untyped-def]
-    p = _operator(path)
-    return service().finish(path.hall, path.window, body.outcome, body.case_no, p.clerk,
-                            actor=f"{p.kind}:{p.name}").model_dump(mode="json")
+    return window_action(service(), principal(), path.hall, path.window, "finish", body)
 
 
 @api.post("/halls/<hall>/windows/<window>/transfer", tags=[t_windows], security=bearer,

@@ -84,3 +84,5 @@ def install(app, socketio, *, background: bool) -> None:  # type: ignore[no-unty
         @app.before_request
         def _start_alert_monitor() -> None:
             mon.start()
+
+        ext["on_request"] = mon.start  # also by the requests answered before Flask (lean_routes)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
+from .rules.states import IllegalTransition
+
 
 class HallError(Exception):
     status = 400
@@ -45,3 +49,24 @@ class Unauthorized(HallError):
 class Forbidden(HallError):
     status = 403
     code = "forbidden"
+
+
+INTERNAL_ERROR = {"error": {"code": "internal_error", "message": "服务器内部错误，请联系管理员 (internal error)"}}
+
+
+def error_answer(exc: Exception) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and JSON body for a refusal: a HallError, an illegal ticket transition or a
+    request its model did not validate (each field named with what was wrong)."""
+    if isinstance(exc, HallError):
+        return exc.status, exc.to_json()
+    if isinstance(exc, IllegalTransition):
+        return 409, {"error": {"code": "illegal_transition", "message": str(exc)}}
+    if isinstance(exc, ValidationError):
+        fields = [{"field": ".".join(str(x) for x in err["loc"]), "message": err["msg"]} for err in exc.errors()]
+        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+        return 422, {"error": {"code": "invalid_request", "message": f"请求参数有误 ({summary})", "fields": fields}}
+    raise TypeError(f"not a refusal: {exc!r}")
+
+
+def malformed_json_body(detail: str) -> dict[str, Any]:
+    return {"error": {"code": "malformed_json", "message": f"请求体不是合法的 JSON (malformed JSON: {detail})"}}

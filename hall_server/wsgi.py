@@ -10,7 +10,8 @@ mode (chosen here when gevent has patched the standard library). ``-k gthread --
 connection then holds a thread, so ``--threads`` must exceed the hall's screens, consoles, gateways and
 kiosks plus the concurrent requests. More processes (several gunicorn commands, or hosts) need
 ``[server] redis_url`` and a load balancer with sticky sessions. ``HALL_DATABASE_URL`` and
-``HALL_REDIS_URL`` override the config file as for ``hall``.
+``HALL_REDIS_URL`` override the config file as for ``hall``. ``HALL_THROUGH_FLASK=1`` answers issuing and
+the window actions through the Flask views instead of ``lean_routes`` (for comparisons).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def app() -> Any:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = config_from(os.environ.get("HALL_CONFIG") or "hall.toml")
-    flask_app, _socketio = create_app(cfg, async_mode=async_mode())
+    flask_app, _socketio = create_app(cfg, async_mode=async_mode(), lean_routes=lean_routes())
     _prepare(flask_app)  # the schema is current and users are synced; first run prints the admin's password
     start_serving(flask_app)
     return flask_app
@@ -38,3 +39,8 @@ def async_mode() -> str:
     from .offload import under_gevent
 
     return "gevent" if under_gevent() else "threading"
+
+
+def lean_routes() -> bool:
+    """False when ``HALL_THROUGH_FLASK`` is set (1/true/yes): see the module's doc."""
+    return os.environ.get("HALL_THROUGH_FLASK", "").lower() not in ("1", "true", "yes")
