@@ -186,8 +186,8 @@ def run_one(db: str, stack: str, args: argparse.Namespace, workdir: Path, profil
         for name, c in runs:
             res[name] = dataclasses.asdict(c)
             print(f"  [{db}/{stack}] call-next {c.mode}: {c.calls} calls in {c.seconds:.1f} s, "
-                  f"call-next p50 {c.call_next_ms.get('p50', 0):.1f} / p99 {c.call_next_ms.get('p99', 0):.1f} ms, "
-                  f"event p50 {c.event_ms.get('p50', 0):.1f} / p99 {c.event_ms.get('p99', 0):.1f} ms "
+                  f"call-next p50 {c.call_next_ms.get('p50', 0):.1f} / p99 {p99(c.call_next_ms)} ms, "
+                  f"event p50 {c.event_ms.get('p50', 0):.1f} / p99 {p99(c.event_ms)} ms "
                   f"(missing {c.events_missing}, {c.transport}); server CPU {c.server_cpu_s / c.seconds:.0%}, "
                   f"client CPU {c.client_cpu_s / c.seconds:.0%}, PostgreSQL {c.db_cpu_s / c.seconds:.0%}, other processes {c.other_cores:.1f} cores; errors={c.errors}", flush=True)
     res["speed_s"].append(python_loop_seconds(1))
@@ -203,6 +203,13 @@ def f(v: float | None, nd: int = 1) -> str:
     return "–" if v is None or v != v else f"{v:.{nd}f}"
 
 
+def p99(summary: dict[str, float]) -> str:
+    """A p99 with its 95 % interval (``bench.load.pct_interval``): how far another run may put it."""
+    if "p99_low" not in summary:
+        return f(summary.get("p99"))
+    return f"{f(summary['p99'])} ({f(summary['p99_low'], 0)}–{f(summary['p99_high'], 0)})"
+
+
 def table(results: list[dict], args: argparse.Namespace) -> str:
     lines = [
         f"Issue: {args.tickets} tickets from {args.issue_procs}×{args.issue_threads} concurrent kiosk connections. "
@@ -210,7 +217,9 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
         f"({args.cycles} cycles/window), paced = one cycle per window every {args.period:g} s ± 20% "
         f"({args.paced_cycles} cycles/window). Event = call-next sent → `ticket`/`called` at a Socket.IO listener. "
         "DB CPU = PostgreSQL processes, in cores (SQLite runs inside the server). Other load = CPU used by "
-        "everything else on the machine (other users' jobs), in cores (issue / saturated calls). Speed = seconds "
+        "everything else on the machine (other users' jobs), in cores (issue / saturated calls). Paced p99s carry "
+        "their 95 % interval in brackets (from the order statistics: where another run of the same code may put "
+        "them). Speed = seconds "
         "for 10M Python additions at the start, after the issue phase and after the calls (lower is faster); "
         "steal = CPU seconds the hypervisor took from this virtual machine during the run.",
         "",
@@ -227,8 +236,8 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
             f"{f(tp['latency_ms'].get('p99'))} | {tp['server_cpu_s'] / tp['seconds']:.2f} / {tp.get('db_cpu_s', 0) / tp['seconds']:.2f} | "
             f"{f(sa['call_next_ms'].get('p50'))} / {f(sa['call_next_ms'].get('p99'))} | "
             f"{f(sa['event_ms'].get('p50'))} / {f(sa['event_ms'].get('p99'))} | "
-            + (f"{f(pa['call_next_ms'].get('p50'))} / {f(pa['call_next_ms'].get('p99'))} | "
-               f"{f(pa['event_ms'].get('p50'))} / {f(pa['event_ms'].get('p99'))} | " if pa else "– | – | ")
+            + (f"{f(pa['call_next_ms'].get('p50'))} / {p99(pa['call_next_ms'])} | "
+               f"{f(pa['event_ms'].get('p50'))} / {p99(pa['event_ms'])} | " if pa else "– | – | ")
             + f"{tp['other_cores']:.1f} / {sa['other_cores']:.1f} | "
             + (" / ".join(f"{v:.2f}" for v in r["speed_s"]) if r.get("speed_s") else "–") + " | "
             + (f"{r['steal_s']:.1f}" if "steal_s" in r else "–") + " | "
