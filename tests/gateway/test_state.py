@@ -87,8 +87,9 @@ def test_an_older_ticket_event_does_not_move_a_window_back() -> None:
 
 
 def test_a_call_that_overtook_its_snapshot_stays_on_the_board_and_is_said_once() -> None:
-    """The Socket.IO client hands each message to a thread of its own, so a call made just after a
-    reconnect's snapshot was read can be applied before that snapshot."""
+    """Should a call made just after a reconnect's snapshot was read ever be applied before that
+    snapshot (python-engineio's stock client hands each message to a thread of its own; the gateway's
+    link no longer does, and the state does not rely on it)."""
     s = HallState(["1", "2"])
     a1, a2, a3 = ticket(1, "A001"), ticket(2, "A002"), ticket(3, "A003", window="2")
     s.apply_snapshot(snap(0, [win("1", "idle"), win("2", "idle")], []))
