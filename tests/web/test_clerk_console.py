@@ -27,8 +27,10 @@ def open_console(page, live: LiveHall, user: str = "clerk1", window: str = "1") 
 
 def wait_text(page, selector: str, pattern: str) -> None:  # type: ignore[no-untyped-def]
     """Until the text shows and the console has its answer: a live event can show a call before the
-    clerk's own request is answered, and the console takes no new key until then (as for a clerk)."""
-    page.wait_for_function("([s, p]) => new RegExp(p).test(document.querySelector(s).textContent)", arg=[selector, pattern])
+    clerk's own request is answered, and the console takes no new key until then (as for a clerk). The
+    element may not be there yet: the waiting list is fetched after the connection's snapshot."""
+    page.wait_for_function("([s, p]) => { const e = document.querySelector(s); "
+                           "return !!e && new RegExp(p).test(e.textContent); }", arg=[selector, pattern])
     page.wait_for_function("() => !document.body.classList.contains('busy')")
 
 
