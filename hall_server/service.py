@@ -1022,10 +1022,11 @@ class QueueService:
 
     def _build_claim_statement(self):  # type: ignore[no-untyped-def]
         T = m.Ticket
-        lockable = select(T.id).where(T.id == bindparam("b_id"), m.status_is(T.status, TicketStatus.WAITING.value))
+        waiting = m.row_status_is(T.status, TicketStatus.WAITING.value)
+        lockable = select(T.id).where(T.id == bindparam("b_id"), waiting)
         if self.db.is_postgres:
             lockable = lockable.with_for_update(skip_locked=True)
-        return (update(T).where(T.id == lockable.scalar_subquery(), m.status_is(T.status, TicketStatus.WAITING.value))
+        return (update(T).where(T.id == lockable.scalar_subquery(), waiting)
                 .values(status=TicketStatus.CALLED.value, window=bindparam("b_window"), clerk=bindparam("b_clerk"),
                         called_at=bindparam("b_now", type_=m.Ticket.called_at.type), recalls=0, target_window=None)
                 .returning(*m.Ticket.__table__.c))
@@ -1047,7 +1048,7 @@ class QueueService:
     def _build_claim_first_statement(self):  # type: ignore[no-untyped-def]
         T, W = m.Ticket.__table__, m.WindowState.__table__
         ids, now = bindparam("b_ids", type_=postgresql.ARRAY(BigInteger)), bindparam("b_now", type_=T.c.called_at.type)
-        waiting = m.status_is(T.c.status, TicketStatus.WAITING.value)
+        waiting = m.row_status_is(T.c.status, TicketStatus.WAITING.value)
         first = (select(T.c.id).where(T.c.id == any_(ids), waiting)
                  .order_by(func.array_position(ids, T.c.id)).limit(1).with_for_update(skip_locked=True))
         claimed = (update(T).where(T.c.id == first.scalar_subquery(), waiting)
