@@ -34,14 +34,15 @@ def morning(small_config: HallConfig, clock: FakeClock) -> Iterator[tuple[QueueS
     template = svc.issue("t", request_id="first", channel="kiosk", queue="biz").ticket.id
     T = m.Ticket.__table__
     cols = [c.name for c in T.c if c.name != "id"]
+    quoted = ", ".join('"' + c + '"' for c in cols)  # "window" is a keyword
 
     def copies(n: int, status: str, tag: str, day_offset: str) -> None:
         override = {"status": f"'{status}'", "request_id": f"'{tag}' || g", "public_token": f"'{tag}' || g",
                     "number": "number + g", "service_day": f"service_day - {day_offset}", "place": "place + g"}
-        select_list = ", ".join(override.get(c, f'"{c}"') for c in cols)
+        select_list = ", ".join(override.get(c, '"' + c + '"') for c in cols)
         with db.engine.begin() as conn:
-            conn.execute(sa.text(f"INSERT INTO tickets ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in cols)}) "
-                                 f"SELECT {select_list} FROM tickets, generate_series(1, {n}) g WHERE id = :id"),
+            conn.execute(sa.text(f"INSERT INTO tickets ({quoted}) SELECT {select_list} "
+                                 f"FROM tickets, generate_series(1, {n}) g WHERE id = :id"),
                          {"id": template})
 
     copies(30_000, "finished", "h", "1 - (g % 90)")  # three months of history, finished
