@@ -135,4 +135,3 @@ def _is_json(content_type: str) -> bool:
     """As Werkzeug's ``Request.is_json``: application/json or application/*+json."""
     mimetype = content_type.split(";", 1)[0].strip().lower()
     return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
-

@@ -1,6 +1,7 @@
 """The benchmark's percentile intervals: how far another run of the same code may put a p99."""
 from __future__ import annotations
 
+import math
 import random
 
 from bench.load import pct, pct_interval
@@ -20,7 +21,7 @@ def test_a_p99_of_400_calls_may_lie_anywhere_from_the_9th_slowest_to_the_slowest
 
 def test_the_interval_holds_the_true_percentile_about_as_often_as_it_says() -> None:
     rng = random.Random(11)
-    true_p99 = -100 * __import__("math").log(0.01)  # of an exponential distribution with mean 100
+    true_p99 = -100 * math.log(0.01)  # of an exponential distribution with mean 100
     hits = 0
     for _ in range(400):
         lo, hi = pct_interval([rng.expovariate(1 / 100) for _ in range(400)], 99)

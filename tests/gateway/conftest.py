@@ -12,10 +12,11 @@ import pytest
 import requests
 
 from hall_server.gateway import Gateway, parse_gateway_config
+from hall_server.ports import free_port
 from simulators.base import SimulatorServer
 from simulators.hallbus_sim import HallBusSim
 from tests.hall_server.conftest import db_url  # noqa: F401  (SQLite and PostgreSQL)
-from tests.hall_server.server_proc import ServerProcess, free_port
+from tests.hall_server.server_proc import ServerProcess
 
 HERE = Path(__file__).parent
 HALL = "t"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from .server_proc import free_port
+from hall_server.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

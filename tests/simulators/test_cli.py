@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from device_drivers.eval_pad import EvalOutcome, EvalPad, EvalPrompt, Grade
 from device_drivers.hallbus_master import HallBusMaster
 from device_drivers.led_board import WindowLedBoard
 from device_drivers.sam import SamReader
+from hall_server.ports import free_port
 from simulators.hall_sim import ConfigError, SimulatorHall, load_config
 
 pytestmark = pytest.mark.timeout(60)
@@ -34,9 +34,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 def closed_port() -> int:
     """A port nobody listens on (the pcsc card must be skipped, whether or not pcscd runs here)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 def config_text(vpcd_port: int) -> str:
