@@ -46,36 +46,7 @@ def make_engine(url: str, *, pool_size: int = 20, prepared: bool = True) -> Engi
     engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_recycle=PLAN_LIFETIME, pool_use_lifo=True,
                            connect_args=_prepared(url) if prepared else {"prepare_threshold": None})
     _ping_when_idle(engine)
-    event.listen(engine, "do_execute", _defer_if_asked)
     return engine
-
-
-_deferring: dict[object, list[str]] = {}  # psycopg connection -> where its statements go instead
-
-
-@contextlib.contextmanager
-def deferred(conn: Connection) -> Iterator[list[str]]:
-    """PostgreSQL: statements executed on ``conn`` inside this block are not sent; each is rendered with
-    its parameters (psycopg's client-side binding) into the list given, for the caller to send in one
-    message with others: a round trip saved for each statement whose answer nobody reads (the window's
-    and ticket's updates before the commit). Only for statements that return nothing."""
-    key = conn.connection.driver_connection
-    sink: list[str] = []
-    _deferring[key] = sink
-    try:
-        yield sink
-    finally:
-        del _deferring[key]
-
-
-def _defer_if_asked(cursor, statement, parameters, context) -> bool:  # type: ignore[no-untyped-def]
-    sink = _deferring.get(cursor.connection)
-    if sink is None:
-        return False  # SQLAlchemy executes it as usual
-    from psycopg import ClientCursor
-
-    sink.append(ClientCursor(cursor.connection).mogrify(statement, parameters))
-    return True
 
 
 PLAN_LIFETIME = 600  # seconds a PostgreSQL connection, and the plans prepared on it, are kept

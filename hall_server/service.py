@@ -19,7 +19,7 @@ import secrets
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Literal, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Literal, Mapping, Sequence, TypeVar
 
 from psycopg import ClientCursor
 from psycopg.types.json import Json
@@ -52,7 +52,7 @@ from . import models as m
 from .batching import GroupCommit
 from .config import Hall, HallConfig
 from .config import Queue as QueueConfig
-from .db import Database, deferred
+from .db import Database
 from .errors import BadRequest, Conflict, NotFound
 from .events import (
     Outbox,
@@ -65,6 +65,7 @@ from .events import (
     WindowPayload,
 )
 from .offload import pause
+from .pg_raw import RawStatement, driver_connection
 from .pg_rows import UnnestInsert
 from .publish_order import PublishOrder
 from .rules import estimate, identity, numbering, routing
@@ -158,6 +159,10 @@ class QueueService:
         if stmt is None:
             stmt = self._statements[key] = build()
         return stmt
+
+    def _raw(self, key: object, build: Callable[[], object]) -> RawStatement:
+        """PostgreSQL: a hot-path statement run through psycopg directly (``pg_raw``), compiled once."""
+        return self._statement(("raw", key), lambda: RawStatement(build(), self.db.engine.dialect))  # type: ignore[no-any-return]
 
     def hall(self, hall_id: str) -> Hall:
         try:
@@ -770,9 +775,7 @@ class QueueService:
         if not tracked:
             return
         if self.db.is_postgres and s.info.get("events"):
-            with deferred(s.connection()) as sqls:
-                self._save_tracked(s, tracked)
-            s.info["deferred"] = sqls
+            s.info["deferred"] = self._render_tracked(s, tracked)
         else:
             self._save_tracked(s, tracked)
 
@@ -785,6 +788,19 @@ class QueueService:
                 keys = {f"pk_{c.name}": loaded[c.name] for c in table.primary_key}
                 conn.execute(self._statement(f"save:{table.name}", lambda: update(table).where(
                     *(c == bindparam(f"pk_{c.name}") for c in table.primary_key))), {**changed, **keys})
+
+    def _render_tracked(self, s: Session, tracked: list[tuple[object, dict[str, object]]]) -> list[str]:
+        """PostgreSQL: the updates of ``_save_tracked`` as literal SQL, for the commit's own message."""
+        raw, sqls = driver_connection(s), []
+        for obj, loaded in tracked:
+            changed = {k: v for k, v in ((k, getattr(obj, k)) for k in loaded) if v != loaded[k]}
+            if changed:
+                table = obj.__table__  # type: ignore[attr-defined]
+                stmt = self._raw(("save", table.name, tuple(changed)), lambda: update(table).where(
+                    *(c == bindparam(f"pk_{c.name}") for c in table.primary_key)).values(
+                    {k: bindparam(k, type_=table.c[k].type) for k in changed}))
+                sqls.append(stmt.render(raw, {**changed, **{f"pk_{c.name}": loaded[c.name] for c in table.primary_key}}))
+        return sqls
 
     def _load_ticket(self, s: Session, ticket_id: int) -> m.Ticket | None:
         T = m.Ticket.__table__
@@ -800,6 +816,10 @@ class QueueService:
             W.c.hall_id == bindparam("hall_id"), W.c.number == bindparam("number")).with_for_update())
         conn = s.connection()
         key = {"hall_id": hall.id, "number": number}
+        if self.db.is_postgres:
+            found = self._raw("lock_window", lambda: lock).rows(driver_connection(s), key)
+            if found:
+                return self._record(s, m.WindowState, dict(zip(W.c.keys(), found[0])))
         row = conn.execute(lock, key).one_or_none()
         if row is None:  # a window added to the configuration since sync_state
             conn.execute(insert(W), key)
@@ -814,6 +834,13 @@ class QueueService:
         lock = self._statement("lock_window_ticket", lambda: select(W, T).join_from(W, T, T.c.id == W.c.ticket_id)
                                .where(W.c.hall_id == bindparam("hall_id"), W.c.number == bindparam("number"))
                                .with_for_update().set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL))
+        if self.db.is_postgres:
+            found = self._raw("lock_window_ticket", lambda: lock).rows(driver_connection(s), {"hall_id": hall.id, "number": number})
+            if not found:  # no ticket to lock
+                return self._lock_window(s, hall, number), None
+            nw = len(W.c)
+            return (self._record(s, m.WindowState, dict(zip(W.c.keys(), found[0][:nw]))),
+                    self._record(s, m.Ticket, dict(zip(T.c.keys(), found[0][nw:]))))
         row = s.connection().execute(lock, {"hall_id": hall.id, "number": number}).one_or_none()
         if row is None:  # no ticket to lock
             return self._lock_window(s, hall, number), None
@@ -977,14 +1004,18 @@ class QueueService:
         one small indexed query per branch, so the cost does not grow with the waiting pool. ``exclude``
         holds tickets this call failed to claim because another window is claiming them right now.
         Each row carries its queue's priority streak: ranking needs the streaks of these queues only."""
-        rows = s.connection().execute(self._candidates_query(tuple(queues), bool(exclude)), {
-            "hall_id": hall.id, "window": window, "now": now, "limit": limit, "exclude": sorted(exclude or ())})
+        key, params = (tuple(queues), bool(exclude)), {
+            "hall_id": hall.id, "window": window, "now": now, "limit": limit, "exclude": sorted(exclude or ())}
+        if self.db.is_postgres:
+            rows: Any = self._raw(("candidates", *key), lambda: self._candidates_query(*key)).rows(driver_connection(s), params)
+        else:
+            rows = s.connection().execute(self._candidates_query(*key), params)
         cands, streaks = [], {}
-        for r in rows:
-            cands.append(routing.Candidate(ticket_id=r.id, queue=r.queue_id, place=r.place, priority=r.priority,
-                                           eligible_at=r.eligible_at, target_window=r.target_window))
-            if r.streak is not None:  # no queue_state row: no streak yet
-                streaks[r.queue_id] = r.streak
+        for ticket_id, queue_id, place, priority, eligible_at, target_window, streak in rows:
+            cands.append(routing.Candidate(ticket_id=ticket_id, queue=queue_id, place=place, priority=priority,
+                                           eligible_at=eligible_at, target_window=target_window))
+            if streak is not None:  # no queue_state row: no streak yet
+                streaks[queue_id] = streak
         return cands, routing.RoutingState(streaks)
 
     def _candidates_query(self, queues: tuple[str, ...], exclude: bool):  # type: ignore[no-untyped-def]
@@ -1037,13 +1068,13 @@ class QueueService:
         another window, claimed for ``ws`` and seated at it in one statement; None if every one is taken.
         A window losing a race moves on to the next ticket on the server, not in another round trip
         per ticket tried (many windows calling at once on a few waiting tickets)."""
-        row = s.connection().execute(self._statement("claim_first", self._build_claim_first_statement), {
-            "b_ids": ranked, "b_hall": hall.id, "b_window": ws.number, "b_clerk": ws.clerk, "b_now": now,
-        }).one_or_none()
-        if row is None:
+        rows = self._raw("claim_first", self._build_claim_first_statement).rows(driver_connection(s), {
+            "b_ids": ranked, "b_hall": hall.id, "b_window": ws.number, "b_clerk": ws.clerk, "b_now": now})
+        if not rows:
             return None
-        self._saved(s, ws, ticket_id=row.id, updated_at=now)  # the statement seated it
-        return self._model(m.Ticket, row._mapping)
+        t = self._model(m.Ticket, dict(zip(m.Ticket.__table__.c.keys(), rows[0])))
+        self._saved(s, ws, ticket_id=t.id, updated_at=now)  # the statement seated it
+        return t
 
     def _build_claim_first_statement(self):  # type: ignore[no-untyped-def]
         T, W = m.Ticket.__table__, m.WindowState.__table__
