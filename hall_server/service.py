@@ -263,7 +263,7 @@ class QueueService:
         takes first: no wait on it beyond that lock's, and no deadlock. Commits of this process go out
         concurrently; ``PublishOrder`` puts their outboxes back in seq order. The session's own commit
         afterwards finds nothing left to do. An error in any statement rolls the whole message back."""
-        raw = s.connection().connection.driver_connection
+        raw = driver_connection(s)
         rows = [row for row, _ in pending]
         params = [v for r in rows for v in (r["ticket_id"], r["hall_id"], r["kind"], r["at"], r["queue_id"],
                                             r["window"], r["actor"], Json(r["data"] or {}))]
@@ -271,15 +271,18 @@ class QueueService:
         bumps = [v for hall_id, queue_id, priority in streaks
                  for v in (hall_id, queue_id, routing.apply_call(0, priority), priority)]
         updates = s.info.pop("deferred", [])  # the window's and tickets' rows, locked since they were read
-        sql = ("".join(f"{u.replace('%', '%%')}; " for u in updates)  # literal already: no placeholders
-               + "".join(f"{self._SEQ_LOCK_SQL}; " for _ in keys) + "".join(f"{self._STREAK_SQL}; " for _ in streaks)
-               + self._event_sql(len(rows)) + "; COMMIT")
+        template = self._statement(("commit-message", len(keys), len(streaks), len(rows)), lambda: (
+            "".join(f"{self._SEQ_LOCK_SQL}; " for _ in keys) + "".join(f"{self._STREAK_SQL}; " for _ in streaks)
+            + self._event_sql(len(rows)) + "; COMMIT"))
+        cur = ClientCursor(raw)
+        # the template's text is the same for every call, so psycopg parses it once (its cache); the
+        # updates, literal already, are put in front of it bound, and the message is sent as it is
+        sql = "".join(f"{u}; " for u in updates) + cur.mogrify(template, [*keys, *bumps, *params])
         place = self._order.begin()
         try:
-            # one simple-query message (client-side binding): the server runs the locks, the upserts,
-            # the insert and the COMMIT back to back, without waiting for this process between them
-            cur = ClientCursor(raw)
-            cur.execute(sql, [*keys, *bumps, *params])
+            # one simple-query message: the server runs the locks, the upserts, the insert and the
+            # COMMIT back to back, without waiting for this process between them
+            cur.execute(sql)
             for _ in range(len(updates) + len(keys) + len(streaks)):
                 cur.nextset()
             ids = sorted(row[0] for row in cur.fetchall())
