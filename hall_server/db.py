@@ -13,6 +13,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import gevent_wait
+
 
 def make_engine(url: str, *, pool_size: int = 20, prepared: bool = True) -> Engine:
     if url.startswith("sqlite"):
@@ -46,6 +48,7 @@ def make_engine(url: str, *, pool_size: int = 20, prepared: bool = True) -> Engi
     engine = create_engine(url, pool_size=pool_size, max_overflow=20, pool_recycle=PLAN_LIFETIME, pool_use_lifo=True,
                            connect_args=_prepared(url) if prepared else {"prepare_threshold": None})
     _ping_when_idle(engine)
+    gevent_wait.install()  # under gunicorn's gevent worker: psycopg waits on gevent's watchers
     return engine
 
 
