@@ -126,6 +126,18 @@ def install(app: Any, path: str) -> None:
             count("(hall lock + events + COMMIT, one message)", t0)
 
     service._commit_events = timed_commit
+    from hall_server.pg_raw import RawStatement  # PostgreSQL's call path: psycopg directly, no cursor events
+
+    raw_rows = RawStatement.rows
+
+    def timed_rows(self: RawStatement, *a: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return raw_rows(self, *a, **kw)
+        finally:
+            count(" ".join(self.sql.split())[:70], t0)
+
+    RawStatement.rows = timed_rows  # type: ignore[method-assign]
 
     # ---- time in the app ----
     inner = app.wsgi_app

@@ -142,13 +142,15 @@ class QueueService:
 
     ESTIMATE_CACHE_SECONDS = 2.0
 
-    def _cached(self, key: tuple[str, ...], compute: Callable[[], object]) -> object:
+    CLERK_NAME_SECONDS = 30.0
+
+    def _cached(self, key: tuple[str, ...], compute: Callable[[], object], seconds: float | None = None) -> object:
         hit = self._estimate_cache.get(key)
         now = time.monotonic()
         if hit is not None and hit[0] > now:
             return hit[1]
         value = compute()
-        self._estimate_cache[key] = (now + self.ESTIMATE_CACHE_SECONDS, value)
+        self._estimate_cache[key] = (now + (self.ESTIMATE_CACHE_SECONDS if seconds is None else seconds), value)
         return value
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -895,12 +897,14 @@ class QueueService:
         )
 
     def _clerk_name(self, s: Session, username: str) -> str:
-        """Names change rarely and are only shown: read once every few seconds, not on every window event."""
+        """Names change rarely and are only shown: read once every ``CLERK_NAME_SECONDS``, not on every
+        window event (at 2 s, 20 busy windows read them ten times a second: 2 % of the server's CPU in
+        py-spy's paced profile). A renamed clerk shows under the old name until then."""
         def load() -> str:
             name = s.connection().execute(self._statement("clerk_name", lambda: select(m.User.name).where(
                 m.User.username == bindparam("username"))), {"username": username}).scalar()
             return name if name is not None else username
-        return self._cached(("clerk", username), load)  # type: ignore[return-value]
+        return self._cached(("clerk", username), load, self.CLERK_NAME_SECONDS)  # type: ignore[return-value]
 
     def _log_window(self, s: Session, hall: Hall, ws: m.WindowState, kind: str, now: dt.datetime,
                     reason: str | None = None) -> None:
