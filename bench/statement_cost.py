@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     cases: list[tuple[str, Any, dict[str, object]]] = [
         ("window and ticket lock (start, finish)", svc._statements["lock_window_ticket"],
          {"hall_id": hall.id, "number": window.number}),
-        (f"candidates, {len(queues)} queues (call-next)", svc._candidates_query(queues, False),
+        (f"candidates, {len(queues)} queues (call-next)", svc._statements[("candidates", queues, False)],
          {"hall_id": hall.id, "window": window.number, "now": time.time(), "limit": 4, "exclude": []}),
     ]
     print(f"CPU per execution, µs (one connection, in the process; best of {ROUNDS} rounds of {N})")

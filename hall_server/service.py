@@ -19,7 +19,7 @@ import secrets
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence, TypeVar
 
 from psycopg import ClientCursor
 from psycopg.types.json import Json
@@ -163,8 +163,18 @@ class QueueService:
         return stmt
 
     def _raw(self, key: object, build: Callable[[], object]) -> RawStatement:
-        """PostgreSQL: a hot-path statement run through psycopg directly (``pg_raw``), compiled once."""
-        return self._statement(("raw", key), lambda: RawStatement(build(), self.db.engine.dialect))  # type: ignore[no-any-return]
+        """PostgreSQL: the hot-path statement ``_statement(key, build)``, run through psycopg directly
+        (``pg_raw``), compiled once."""
+        return self._statement(("raw", key), lambda: RawStatement(  # type: ignore[no-any-return]
+            self._statement(key, build), self.db.engine.dialect))
+
+    def _rows(self, s: Session, key: object, build: Callable[[], object],
+              params: Mapping[str, object]) -> list[tuple[object, ...]]:
+        """The rows of the hot-path statement ``_statement(key, build)`` as tuples in its columns'
+        order: through psycopg directly on PostgreSQL, through SQLAlchemy on SQLite."""
+        if self.db.is_postgres:
+            return self._raw(key, build).rows(driver_connection(s), params)
+        return [tuple(r) for r in s.connection().execute(self._statement(key, build), params)]  # type: ignore[call-overload]
 
     def hall(self, hall_id: str) -> Hall:
         try:
@@ -780,32 +790,29 @@ class QueueService:
         if not tracked:
             return
         if self.db.is_postgres and s.info.get("events"):
-            s.info["deferred"] = self._render_tracked(s, tracked)
-        else:
-            self._save_tracked(s, tracked)
-
-    def _save_tracked(self, s: Session, tracked: list[tuple[object, dict[str, object]]]) -> None:
-        conn = s.connection()
-        for obj, loaded in tracked:
-            changed = {k: v for k, v in ((k, getattr(obj, k)) for k in loaded) if v != loaded[k]}
-            if changed:
-                table = obj.__table__  # type: ignore[attr-defined]
-                keys = {f"pk_{c.name}": loaded[c.name] for c in table.primary_key}
-                conn.execute(self._statement(f"save:{table.name}", lambda: update(table).where(
-                    *(c == bindparam(f"pk_{c.name}") for c in table.primary_key))), {**changed, **keys})
-
-    def _render_tracked(self, s: Session, tracked: list[tuple[object, dict[str, object]]]) -> list[str]:
-        """PostgreSQL: the updates of ``_save_tracked`` as literal SQL, for the commit's own message."""
-        raw, sqls = driver_connection(s), []
-        for obj, loaded in tracked:
-            changed = {k: v for k, v in ((k, getattr(obj, k)) for k in loaded) if v != loaded[k]}
-            if changed:
-                table = obj.__table__  # type: ignore[attr-defined]
-                stmt = self._raw(("save", table.name, tuple(changed)), lambda: update(table).where(
+            # the updates go as literal SQL in the commit's own message
+            raw = driver_connection(s)
+            s.info["deferred"] = [
+                self._raw(("save", table.name, tuple(changed)), lambda: update(table).where(
                     *(c == bindparam(f"pk_{c.name}") for c in table.primary_key)).values(
-                    {k: bindparam(k, type_=table.c[k].type) for k in changed}))
-                sqls.append(stmt.render(raw, {**changed, **{f"pk_{c.name}": loaded[c.name] for c in table.primary_key}}))
-        return sqls
+                    {k: bindparam(k, type_=table.c[k].type) for k in changed})).render(raw, {**changed, **keys})
+                for table, changed, keys in self._changes(tracked)]
+            return
+        conn = s.connection()
+        for table, changed, keys in self._changes(tracked):
+            conn.execute(self._statement(f"save:{table.name}", lambda: update(table).where(
+                *(c == bindparam(f"pk_{c.name}") for c in table.primary_key))), {**changed, **keys})
+
+    @staticmethod
+    def _changes(tracked: list[tuple[object, dict[str, object]]],
+                 ) -> Iterator[tuple[Any, dict[str, object], dict[str, object]]]:
+        """Each tracked object with changed columns: its table, the changed values, its primary key
+        as ``pk_<column>`` parameters."""
+        for obj, loaded in tracked:
+            changed = {k: v for k, v in ((k, getattr(obj, k)) for k in loaded) if v != loaded[k]}
+            if changed:
+                table = obj.__table__  # type: ignore[attr-defined]
+                yield table, changed, {f"pk_{c.name}": loaded[c.name] for c in table.primary_key}
 
     def _load_ticket(self, s: Session, ticket_id: int) -> m.Ticket | None:
         T = m.Ticket.__table__
@@ -817,41 +824,32 @@ class QueueService:
     def _lock_window(self, s: Session, hall: Hall, number: str) -> m.WindowState:
         self._window_cfg(hall, number)
         W = m.WindowState.__table__
-        lock = self._statement("lock_window", lambda: select(W).where(
-            W.c.hall_id == bindparam("hall_id"), W.c.number == bindparam("number")).with_for_update())
-        conn = s.connection()
         key = {"hall_id": hall.id, "number": number}
-        if self.db.is_postgres:
-            found = self._raw("lock_window", lambda: lock).rows(driver_connection(s), key)
-            if found:
-                return self._record(s, m.WindowState, dict(zip(W.c.keys(), found[0])))
-        row = conn.execute(lock, key).one_or_none()
-        if row is None:  # a window added to the configuration since sync_state
-            conn.execute(insert(W), key)
-            row = conn.execute(lock, key).one()
-        return self._record(s, m.WindowState, row._mapping)
+
+        def lock():  # type: ignore[no-untyped-def]
+            return self._rows(s, "lock_window", lambda: select(W).where(
+                W.c.hall_id == bindparam("hall_id"), W.c.number == bindparam("number")).with_for_update(), key)
+
+        rows = lock()
+        if not rows:  # a window added to the configuration since sync_state
+            s.connection().execute(insert(W), key)
+            rows = lock()
+        return self._record(s, m.WindowState, dict(zip(W.c.keys(), rows[0])))
 
     def _lock_window_and_ticket(self, s: Session, hall: Hall, number: str) -> tuple[m.WindowState, m.Ticket | None]:
         """The window and the ticket it points at, both locked, in one statement when it points at one
         (the window's lock is taken first, as by _lock_window and then _load_ticket)."""
         self._window_cfg(hall, number)
         W, T = m.WindowState.__table__, m.Ticket.__table__
-        lock = self._statement("lock_window_ticket", lambda: select(W, T).join_from(W, T, T.c.id == W.c.ticket_id)
-                               .where(W.c.hall_id == bindparam("hall_id"), W.c.number == bindparam("number"))
-                               .with_for_update().set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL))
-        if self.db.is_postgres:
-            found = self._raw("lock_window_ticket", lambda: lock).rows(driver_connection(s), {"hall_id": hall.id, "number": number})
-            if not found:  # no ticket to lock
-                return self._lock_window(s, hall, number), None
-            nw = len(W.c)
-            return (self._record(s, m.WindowState, dict(zip(W.c.keys(), found[0][:nw]))),
-                    self._record(s, m.Ticket, dict(zip(T.c.keys(), found[0][nw:]))))
-        row = s.connection().execute(lock, {"hall_id": hall.id, "number": number}).one_or_none()
-        if row is None:  # no ticket to lock
+        rows = self._rows(s, "lock_window_ticket", lambda: select(W, T).join_from(W, T, T.c.id == W.c.ticket_id)
+                          .where(W.c.hall_id == bindparam("hall_id"), W.c.number == bindparam("number"))
+                          .with_for_update().set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL),
+                          {"hall_id": hall.id, "number": number})
+        if not rows:  # no ticket to lock
             return self._lock_window(s, hall, number), None
-        values = row._mapping
-        return (self._record(s, m.WindowState, {c.key: values[c] for c in W.c}),
-                self._record(s, m.Ticket, {c.key: values[c] for c in T.c}))
+        nw = len(W.c)
+        return (self._record(s, m.WindowState, dict(zip(W.c.keys(), rows[0][:nw]))),
+                self._record(s, m.Ticket, dict(zip(T.c.keys(), rows[0][nw:]))))
 
     def _current(self, s: Session, ws: m.WindowState, *, required: bool = True,
                  locked: m.Ticket | None = None) -> m.Ticket | None:
@@ -1011,12 +1009,10 @@ class QueueService:
         one small indexed query per branch, so the cost does not grow with the waiting pool. ``exclude``
         holds tickets this call failed to claim because another window is claiming them right now.
         Each row carries its queue's priority streak: ranking needs the streaks of these queues only."""
-        key, params = (tuple(queues), bool(exclude)), {
-            "hall_id": hall.id, "window": window, "now": now, "limit": limit, "exclude": sorted(exclude or ())}
-        if self.db.is_postgres:
-            rows: Any = self._raw(("candidates", *key), lambda: self._candidates_query(*key)).rows(driver_connection(s), params)
-        else:
-            rows = s.connection().execute(self._candidates_query(*key), params)
+        # the union is built once per list of queues: building and hashing it costs more than running it
+        qs, ex = tuple(queues), bool(exclude)
+        rows: list[Any] = self._rows(s, ("candidates", qs, ex), lambda: self._build_candidates_query(qs, ex), {
+            "hall_id": hall.id, "window": window, "now": now, "limit": limit, "exclude": sorted(exclude or ())})
         cands, streaks = [], {}
         for ticket_id, queue_id, place, priority, eligible_at, target_window, streak in rows:
             cands.append(routing.Candidate(ticket_id=ticket_id, queue=queue_id, place=place, priority=priority,
@@ -1024,10 +1020,6 @@ class QueueService:
             if streak is not None:  # no queue_state row: no streak yet
                 streaks[queue_id] = streak
         return cands, routing.RoutingState(streaks)
-
-    def _candidates_query(self, queues: tuple[str, ...], exclude: bool):  # type: ignore[no-untyped-def]
-        """Built once per list of queues: building and hashing this union costs more than running it."""
-        return self._statement(("candidates", queues, exclude), lambda: self._build_candidates_query(queues, exclude))
 
     def _build_candidates_query(self, queues: tuple[str, ...], exclude: bool):  # type: ignore[no-untyped-def]
         T, Q = m.Ticket, m.QueueState
