@@ -2,8 +2,11 @@
 Chinese for the person at the screen, with the technical detail in English after it."""
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 from pydantic import ValidationError
 
 from .rules.states import IllegalTransition
@@ -49,6 +52,45 @@ class Unauthorized(HallError):
 class Forbidden(HallError):
     status = 403
     code = "forbidden"
+
+
+class DatabaseUnavailable(HallError):
+    """The database cannot be reached, or is too busy to answer in time: nothing was changed that the
+    caller can rely on, and the same request may be tried again in a moment."""
+
+    status = 503
+    code = "database_unavailable"
+
+
+def database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """The refusal for ``exc`` if it says the database is gone or busy rather than that the request or
+    our code is wrong: a lost or refused connection (a restart, a failover, ``pg_terminate_backend``),
+    a pool with no free connection in time, SQLite's lock or disk failing. ``None`` otherwise. The
+    message gives the first such error: a rollback that failed on the same lost connection raises
+    "the connection is lost" over the server's own reason ("terminating connection due to
+    administrator command")."""
+    details = []
+    seen: BaseException | None = exc
+    while seen is not None and len(details) < 10:
+        detail = _unavailable_detail(seen)
+        if detail is None and not details:
+            return None
+        if detail is not None:
+            details.append(detail)
+        seen = seen.__context__
+    first = (details[-1].strip().splitlines() or ["unknown"])[0][:200]
+    return DatabaseUnavailable(f"数据库暂时不可用，请稍后重试 (database unavailable: {first})")
+
+
+def _unavailable_detail(exc: BaseException) -> str | None:
+    orig = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):  # the pool: every connection busy
+        return "no free database connection in time"
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return str(orig)
+    if isinstance(orig, (psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError)):
+        return str(orig)
+    return None
 
 
 INTERNAL_ERROR = {"error": {"code": "internal_error", "message": "服务器内部错误，请联系管理员 (internal error)"}}

@@ -33,7 +33,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from .api import WINDOW_ACTIONS, FinishBody, IssueBody, issue_action, window_action
 from .auth import Principal
-from .errors import INTERNAL_ERROR, HallError, error_answer, malformed_json_body
+from .errors import INTERNAL_ERROR, HallError, database_unavailable, error_answer, malformed_json_body
 from .rules.states import IllegalTransition
 from .service import QueueService
 
@@ -126,7 +126,11 @@ class LeanRoutes:
         except (HallError, IllegalTransition, ValidationError) as exc:
             status, error = error_answer(exc)
             return error, status
-        except Exception:  # noqa: BLE001 - answered as Flask's handler answers it, and logged
+        except Exception as exc:  # noqa: BLE001 - answered as Flask's handler answers it, and logged
+            lost = database_unavailable(exc)
+            if lost is not None:
+                log.warning("POST %s: %s", environ.get("PATH_INFO"), lost.message)
+                return lost.to_json(), lost.status
             log.exception("unexpected error on POST %s", environ.get("PATH_INFO"))
             return INTERNAL_ERROR, 500
 

@@ -133,3 +133,56 @@ def test_after_a_burst_a_quiet_hall_stays_on_the_connection_that_has_its_stateme
         db.dispose()
     assert len(backends) == 1, f"quiet requests went to {len(backends)} connections"
     assert prepared == [1] * 8  # prepared once, on that connection
+
+
+def _terminate_every_backend_but_mine() -> int:
+    other = sa.create_engine(PG_URL, poolclass=sa.pool.NullPool)
+    with other.connect() as conn:
+        killed = conn.execute(sa.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar_one()
+    other.dispose()
+    return int(killed)
+
+
+def test_a_lost_database_answers_503_once_and_the_hall_goes_on(small_config, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A database restart (here: every connection terminated) while the hall is busy: the request that
+    meets a dead connection is refused with 503 and a message that says so, not an anonymous 500, and
+    the pool drops its other connections with it, so the hall's next requests work on new ones
+    instead of each meeting another dead connection in turn."""
+    if not pg_available():
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
+    from tests.hall_server.conftest import make_client, reset_postgres
+
+    monkeypatch.setattr(dbmod, "PING_AFTER_IDLE", 3600.0)  # busy connections: not pinged
+    reset_postgres()
+    hall = make_client(small_config, PG_URL)
+    try:
+        hall.login("clerk1")
+        hall.device("kiosk1")
+        for _ in range(3):
+            hall.issue(queue="biz")
+        hall.act("1", "sign-in")
+        held = [hall.db.engine.connect() for _ in range(3)]  # three connections in the pool, as a busy hall has
+        for conn in held:
+            conn.exec_driver_sql("SELECT 1")
+        for conn in held:
+            conn.close()
+        assert _terminate_every_backend_but_mine() >= 3
+
+        lost = hall.act("1", "call-next", expect=503)["error"]
+        assert lost["code"] == "database_unavailable"
+        assert lost["message"].startswith("数据库暂时不可用，请稍后重试 (database unavailable: ")
+        assert "administrator command" in lost["message"]  # the server's reason, not the rollback's after it
+        called = hall.act("1", "call-next")["ticket"]  # a new connection; nothing of the lost call remained
+        assert called["number"] == "A001"
+        snapshot = hall.req("GET", "/api/v1/halls/t/windows/1", "clerk1")  # a Flask route, not a lean one
+        assert snapshot.status_code == 200, snapshot.get_json()
+
+        _terminate_every_backend_but_mine()
+        lost = hall.req("GET", "/api/v1/halls/t/windows/1", "clerk1")
+        assert lost.status_code == 503, lost.get_json()
+        assert lost.get_json()["error"]["code"] == "database_unavailable"
+        assert hall.req("GET", "/api/v1/halls/t/windows/1", "clerk1").status_code == 200
+    finally:
+        hall.db.dispose()
