@@ -22,7 +22,7 @@ from .auth import Auth
 from .config import HallConfig
 from .db import Database
 from .errors import INTERNAL_ERROR, HallError, database_unavailable, error_answer, malformed_json_body
-from .live import Publisher, register_socket_handlers
+from .live import JsonPacket, Publisher, register_socket_handlers
 from .rules.states import IllegalTransition
 from .service import QueueService, utcnow
 
@@ -82,7 +82,7 @@ def create_app(
     secret = secret or load_secret(config.server.secret_file)
     socketio = SocketIO(
         app, async_mode=async_mode, message_queue=redis_url if redis_url is not None else config.server.redis_url,
-        cors_allowed_origins="*", json=json, logger=False, engineio_logger=False,
+        cors_allowed_origins="*", json=json, logger=False, engineio_logger=False, serializer=JsonPacket,
     )
     service = QueueService(config, db, secret, clock=clock)
     authn = Auth(config, db, clock=clock)
