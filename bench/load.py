@@ -191,14 +191,18 @@ def issue_throughput(base: str, hall: str, kiosk_tokens: list[str], queues: list
 
 # ---- 2 + 3. call-next latency and call -> Socket.IO event latency -----------------------------------
 class Listener:
-    """A display-board-like Socket.IO client in the public room; notes when each `called` event arrives."""
+    """A Socket.IO client in the hall's public room, as the device gateway that drives the windows'
+    LED boards and the loudspeaker connects (``gateway.link.InOrderClient``: each message handled on
+    the thread that read it); notes when each `called` event arrives. (python-socketio's plain client
+    starts a thread for every message received: with the 20 calling windows' threads in this process,
+    ~0.5 ms more on the event p99 than the call-next p99, docs/benchmarks.md, fifteenth round.)"""
 
     def __init__(self, base: str, hall: str) -> None:
-        import socketio
+        from hall_server.gateway.link import InOrderClient
 
         self.received: dict[int, float] = {}
         self.snapshot = threading.Event()
-        self.sio = socketio.Client(reconnection=False)
+        self.sio = InOrderClient(reconnection=False)
 
         @self.sio.on("ticket")
         def _ticket(data: dict[str, Any]) -> None:

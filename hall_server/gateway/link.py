@@ -35,7 +35,7 @@ class _InOrderEngineIO(engineio.Client):
         return super()._trigger_event(event, *args, **kwargs)
 
 
-class _InOrderClient(socketio.Client):
+class InOrderClient(socketio.Client):
     def _engineio_client_class(self) -> type[engineio.Client]:
         return _InOrderEngineIO
 
@@ -122,7 +122,7 @@ class LiveLink:
         self.connected = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.client = _InOrderClient(reconnection=True, reconnection_delay=0.5, reconnection_delay_max=5,
+        self.client = InOrderClient(reconnection=True, reconnection_delay=0.5, reconnection_delay_max=5,
                                       randomization_factor=0.5, logger=False, engineio_logger=False)
         for name_ in events:
             self.client.on(name_, (lambda n: (lambda data=None: sink(n, data)))(name_))
