@@ -21,7 +21,7 @@ from .api import api
 from .auth import Auth
 from .config import HallConfig
 from .db import Database
-from .errors import INTERNAL_ERROR, HallError, database_unavailable, error_answer, malformed_json_body
+from .errors import HallError, error_answer, malformed_json_body, unexpected_answer
 from .live import JsonPacket, Publisher, register_socket_handlers
 from .rules.states import IllegalTransition
 from .service import QueueService, utcnow
@@ -126,12 +126,8 @@ def create_app(
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:
-        lost = database_unavailable(exc)
-        if lost is not None:
-            log.warning("%s %s: %s", request.method, request.path, lost.message)
-            return jsonify(lost.to_json()), lost.status
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return jsonify(INTERNAL_ERROR), 500
+        status, body = unexpected_answer(exc, f"{request.method} {request.path}")
+        return jsonify(body), status
 
     @app.get("/healthz")
     def healthz() -> Any:

@@ -2,6 +2,7 @@
 Chinese for the person at the screen, with the technical detail in English after it."""
 from __future__ import annotations
 
+import logging
 import sqlite3
 from typing import Any
 
@@ -10,6 +11,8 @@ import sqlalchemy.exc
 from pydantic import ValidationError
 
 from .rules.states import IllegalTransition
+
+log = logging.getLogger(__name__)
 
 
 class HallError(Exception):
@@ -69,16 +72,14 @@ def database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     message gives the first such error: a rollback that failed on the same lost connection raises
     "the connection is lost" over the server's own reason ("terminating connection due to
     administrator command")."""
-    details = []
-    seen: BaseException | None = exc
-    while seen is not None and len(details) < 10:
-        detail = _unavailable_detail(seen)
-        if detail is None and not details:
-            return None
-        if detail is not None:
-            details.append(detail)
+    detail = _unavailable_detail(exc)
+    if detail is None:
+        return None
+    seen = exc.__context__
+    while seen is not None:  # the errors this one was raised while handling, newest first
+        detail = _unavailable_detail(seen) or detail
         seen = seen.__context__
-    first = (details[-1].strip().splitlines() or ["unknown"])[0][:200]
+    first = (detail.strip().splitlines() or ["unknown"])[0][:200]
     return DatabaseUnavailable(f"数据库暂时不可用，请稍后重试 (database unavailable: {first})")
 
 
@@ -94,6 +95,17 @@ def _unavailable_detail(exc: BaseException) -> str | None:
 
 
 INTERNAL_ERROR = {"error": {"code": "internal_error", "message": "服务器内部错误，请联系管理员 (internal error)"}}
+
+
+def unexpected_answer(exc: Exception, where: str) -> tuple[int, dict[str, Any]]:
+    """The status and body for an exception no view handled, logged: 503 when the database is gone
+    or busy (a warning with its reason), else 500 (with the traceback). ``where``: method and path."""
+    lost = database_unavailable(exc)
+    if lost is not None:
+        log.warning("%s: %s", where, lost.message)
+        return lost.status, lost.to_json()
+    log.exception("unexpected error on %s", where)
+    return 500, INTERNAL_ERROR
 
 
 def error_answer(exc: Exception) -> tuple[int, dict[str, Any]]:

@@ -22,7 +22,6 @@ on to Flask unchanged.
 from __future__ import annotations
 
 import json
-import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -33,11 +32,10 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from .api import WINDOW_ACTIONS, FinishBody, IssueBody, issue_action, window_action
 from .auth import Principal
-from .errors import INTERNAL_ERROR, HallError, database_unavailable, error_answer, malformed_json_body
+from .errors import HallError, error_answer, malformed_json_body, unexpected_answer
 from .rules.states import IllegalTransition
 from .service import QueueService
 
-log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # (service, principal, the path's groups, the validated body) -> the answer: JSON text or a dict, and its status
@@ -127,12 +125,8 @@ class LeanRoutes:
             status, error = error_answer(exc)
             return error, status
         except Exception as exc:  # noqa: BLE001 - answered as Flask's handler answers it, and logged
-            lost = database_unavailable(exc)
-            if lost is not None:
-                log.warning("POST %s: %s", environ.get("PATH_INFO"), lost.message)
-                return lost.to_json(), lost.status
-            log.exception("unexpected error on POST %s", environ.get("PATH_INFO"))
-            return INTERNAL_ERROR, 500
+            status, error = unexpected_answer(exc, f"POST {environ.get('PATH_INFO')}")
+            return error, status
 
 
 def _is_json(content_type: str) -> bool:

@@ -702,11 +702,11 @@ class QueueService:
         """The mean handling time of the queue's last 20 finished tickets today (the queue's default
         before any), for the estimates; one statement built once (the live queue snapshot asks for
         every queue with waiting tickets)."""
-        rows = s.connection().execute(self._statement("handling", lambda: (
-            select(m.Ticket.called_at, m.Ticket.finished_at).where(
-                m.Ticket.hall_id == bindparam("hall_id"), m.Ticket.queue_id == bindparam("queue_id"),
-                m.Ticket.service_day == bindparam("day"), m.status_is(m.Ticket.status, TicketStatus.FINISHED.value),
-            ).order_by(m.Ticket.finished_at.desc()).limit(20))), {"hall_id": hall.id, "queue_id": queue_id, "day": day}).all()
+        T = m.Ticket
+        last_finished = self._statement("handling", lambda: select(T.called_at, T.finished_at).where(
+            T.hall_id == bindparam("hall_id"), T.queue_id == bindparam("queue_id"), T.service_day == bindparam("day"),
+            m.status_is(T.status, TicketStatus.FINISHED.value)).order_by(T.finished_at.desc()).limit(20))
+        rows = s.connection().execute(last_finished, {"hall_id": hall.id, "queue_id": queue_id, "day": day}).all()
         samples = [(f - c).total_seconds() for c, f in rows if c and f]
         return estimate.mean_handling(samples, hall.queue(queue_id).default_handle_minutes * 60)
 
